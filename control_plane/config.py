@@ -1,0 +1,77 @@
+"""One settings object for every ReelFarm process (env prefix REELFARM_)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret-change-me"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REELFARM_", env_file=".env", extra="ignore")
+
+    environment: Literal["dev", "test", "prod"] = "dev"
+    data_dir: Path = Path("./reelfarm-data")
+    # SQLAlchemy URL; default: SQLite file inside data_dir.
+    database_url: str | None = None
+    # "file://" + path (default: data_dir/storage) or "s3://bucket/prefix".
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    # Signs artifact URLs and other server-made tokens; refused when a placeholder in prod.
+    secret_key: str = "dev-secret-change-me"
+
+    # API
+    max_upload_bytes: int = 1 << 30
+    upload_chunk_bytes: int = 1 << 20
+
+    # Scheduler
+    scheduler_address: str = "127.0.0.1:50051"
+    node_timeout_seconds: float = 30.0
+    max_attempts: int = 3
+    retry_backoff_seconds: float = 2.0
+    retry_backoff_max_seconds: float = 60.0
+    poll_interval_seconds: float = 0.2
+    progress_flush_seconds: float = 1.0
+
+    # Render nodes
+    ray_address: str | None = None
+    node_max_concurrent_tasks: int = 1
+    node_host: str | None = None
+    output_height: int | None = Field(default=None, ge=64, le=4320)
+    x264_preset: str = "veryfast"
+    encoder: Literal["auto", "nvenc", "x264"] = "auto"
+    work_dir: Path | None = None
+
+    @field_validator("data_dir", "work_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Absolute, so Ray workers (other working directories) see the same folders.
+        return value.expanduser().resolve() if value is not None else None
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> "Settings":
+        if self.environment == "prod" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("REELFARM_SECRET_KEY must be set to a real secret when REELFARM_ENVIRONMENT=prod")
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'reelfarm.db').resolve()}"
+
+    @cached_property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'storage').resolve()}"
+
+    @cached_property
+    def resolved_work_dir(self) -> Path:
+        return (self.work_dir or self.data_dir / "work").resolve()
+
+    @property
+    def heartbeat_interval_seconds(self) -> float:
+        return max(0.2, self.node_timeout_seconds / 4)
