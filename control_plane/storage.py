@@ -1,0 +1,423 @@
+"""Content-addressed blob storage: every blob lives under the SHA-256 of its bytes.
+
+Addressing by content makes writes idempotent (the same clip rendered twice, or the
+same video uploaded twice, is stored once) and lets any reader check what it got.
+Two backends share one interface: a local folder (default, single machine) and S3
+(production, many render nodes).
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import BinaryIO, cast
+from urllib.parse import unquote, urlsplit
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+CHUNK_BYTES = 1 << 20
+# S3 verifies a whole-object SHA-256 only on a single PUT (multipart full-object
+# checksums are CRC-only), and a single PUT is capped at 5 GiB.
+SINGLE_PUT_MAX_BYTES = 5 << 30
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """What a commit returns: enough to record the blob in the database."""
+
+    sha256: str
+    size_bytes: int
+    key: str
+
+
+class BlobTooLarge(Exception):
+    """More bytes were offered to a writer than its `max_bytes`."""
+
+
+class StorageError(Exception):
+    """The backend failed, or a writer was used after it was finished."""
+
+
+def blob_key(sha256: str) -> str:
+    """Fan out by the first two bytes so no directory (or S3 listing) gets huge."""
+    if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
+        raise ValueError(f"not a lowercase hex SHA-256 digest: {sha256!r}")
+    return f"blobs/sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def _check_key(key: str) -> str:
+    """Keys are relative POSIX paths; '..' or an absolute key could reach outside the store."""
+    if not key or key.startswith("/") or ".." in PurePosixPath(key).parts:
+        raise ValueError(f"invalid storage key {key!r}: must be relative and must not contain '..'")
+    return key
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+class BlobWriter(ABC):
+    """Streams bytes into a local temp file, hashing as it goes, then stores them by hash.
+
+    The temp file lets the caller inspect the content (ffprobe) before committing it.
+    """
+
+    def __init__(self, temp_path: Path, max_bytes: int | None) -> None:
+        self._temp_path = temp_path
+        self._file = open(temp_path, "xb")
+        self._max_bytes = max_bytes
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._result: StoredBlob | None = None
+        self._aborted = False
+
+    def write(self, data: bytes) -> None:
+        """Append `data`; refuses (without writing it) anything past `max_bytes`."""
+        if self._file.closed:
+            raise StorageError("blob writer is already committed or aborted")
+        if self._max_bytes is not None and self._size + len(data) > self._max_bytes:
+            raise BlobTooLarge(f"blob exceeds {self._max_bytes} bytes")
+        self._file.write(data)
+        self._digest.update(data)
+        self._size += len(data)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    @property
+    def temp_path(self) -> Path:
+        """The temp file, flushed so that it holds every byte written so far."""
+        if not self._file.closed:
+            self._file.flush()
+        return self._temp_path
+
+    def commit(self) -> StoredBlob:
+        """Store the content under its hash (skipped if already stored); idempotent."""
+        if self._result is not None:
+            return self._result
+        if self._aborted:
+            raise StorageError("blob writer was aborted")
+        self._file.close()
+        blob = StoredBlob(sha256=self.sha256, size_bytes=self._size, key=blob_key(self.sha256))
+        self._store(blob)
+        self._temp_path.unlink(missing_ok=True)
+        self._result = blob
+        return blob
+
+    def abort(self) -> None:
+        """Drop the temp file; a no-op after commit and when called again."""
+        if self._result is not None:
+            return
+        self._aborted = True
+        self._file.close()
+        self._temp_path.unlink(missing_ok=True)
+
+    @abstractmethod
+    def _store(self, blob: StoredBlob) -> None:
+        """Put the (closed) temp file's content at `blob.key` unless that key already exists."""
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None or self._result is None:
+            self.abort()
+
+
+class Storage(ABC):
+    """Where blobs live. Keys are relative POSIX paths, normally `blob_key(sha256)`."""
+
+    @abstractmethod
+    def open_writer(self, max_bytes: int | None = None) -> BlobWriter:
+        """A writer for content whose hash is not known up front (uploads)."""
+
+    @abstractmethod
+    def put_file(self, path: Path, *, move: bool = False) -> StoredBlob:
+        """Store a finished file. With `move=True` the source is consumed (renamed when possible)."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """Size in bytes; FileNotFoundError if the key is missing."""
+
+    @abstractmethod
+    def open_read(self, key: str) -> BinaryIO:
+        """A streaming reader (for HTTP responses); FileNotFoundError if the key is missing."""
+
+    @abstractmethod
+    def local_file(self, key: str) -> Path | None:
+        """The blob's path when it is a file on this machine (no copy needed), else None."""
+
+    @abstractmethod
+    def fetch_to_local(self, key: str, cache_dir: Path) -> Path:
+        """A local file with the blob's bytes (ffmpeg needs one); downloaded at most once."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the blob; a missing key is not an error."""
+
+    def presigned_get_url(self, key: str, expires_seconds: int) -> str:
+        """A URL a client can download from directly; only backends with their own HTTP server."""
+        raise NotImplementedError(f"{type(self).__name__} cannot make presigned URLs")
+
+
+class _LocalBlobWriter(BlobWriter):
+    def __init__(self, storage: LocalStorage, temp_path: Path, max_bytes: int | None) -> None:
+        super().__init__(temp_path, max_bytes)
+        self._storage = storage
+
+    def _store(self, blob: StoredBlob) -> None:
+        self._storage._place(self._temp_path, blob.key)
+
+
+class LocalStorage(Storage):
+    """Blobs as files under `root`; temps in root/tmp so the final rename stays on one filesystem."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.tmp_dir = self.root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def _temp_path(self) -> Path:
+        return self.tmp_dir / f"{uuid.uuid4().hex}.part"
+
+    def _place(self, temp: Path, key: str) -> None:
+        """Atomically rename `temp` to `key`, or drop it when the blob is already there."""
+        dest = self._path(key)
+        if dest.is_file():
+            temp.unlink(missing_ok=True)
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, dest)
+
+    def open_writer(self, max_bytes: int | None = None) -> BlobWriter:
+        return _LocalBlobWriter(self, self._temp_path(), max_bytes)
+
+    def put_file(self, path: Path, *, move: bool = False) -> StoredBlob:
+        sha, size = _hash_file(path)
+        blob = StoredBlob(sha256=sha, size_bytes=size, key=blob_key(sha))
+        if move:
+            try:
+                self._place(Path(path), blob.key)
+                return blob
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+        temp = self._temp_path()
+        try:
+            shutil.copyfile(path, temp)
+            self._place(temp, blob.key)
+        finally:
+            temp.unlink(missing_ok=True)
+        if move:
+            Path(path).unlink()
+        return blob
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def open_read(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def local_file(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def fetch_to_local(self, key: str, cache_dir: Path) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"no blob at {key!r}")
+        return path
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class _S3BlobWriter(BlobWriter):
+    def __init__(self, storage: S3Storage, temp_path: Path, max_bytes: int | None) -> None:
+        super().__init__(temp_path, max_bytes)
+        self._storage = storage
+
+    def _store(self, blob: StoredBlob) -> None:
+        self._storage._upload(self._temp_path, blob)
+
+
+class S3Storage(Storage):
+    """Blobs as S3 objects under `prefix`; writers spool to `spool_dir` before uploading."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        spool_dir: Path | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else Path(tempfile.gettempdir())
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 5, "mode": "standard"},
+        )
+        # A session per storage: boto3 clients are thread-safe, the default session is not.
+        self._client = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+
+    def _object_key(self, key: str) -> str:
+        return self.prefix + _check_key(key)
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """Missing objects become FileNotFoundError; other backend failures StorageError."""
+        try:
+            yield
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"no blob at {key!r} in s3://{self.bucket}/{self.prefix}") from exc
+            raise StorageError(f"S3 request for {key!r} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 request for {key!r} failed: {exc}") from exc
+
+    def _upload(self, path: Path, blob: StoredBlob) -> None:
+        """Upload unless already stored; S3 checks the SHA-256 itself whenever the size allows."""
+        if self.exists(blob.key):
+            return
+        if blob.size_bytes <= SINGLE_PUT_MAX_BYTES:
+            checksum = base64.b64encode(bytes.fromhex(blob.sha256)).decode("ascii")
+            extra_args = {"ChecksumSHA256": checksum}
+            transfer = TransferConfig(multipart_threshold=SINGLE_PUT_MAX_BYTES + 1)
+        else:
+            # Too big for one PUT: S3 verifies each part's SHA-256 instead.
+            extra_args = {"ChecksumAlgorithm": "SHA256"}
+            transfer = TransferConfig()
+        with self._errors(blob.key):
+            self._client.upload_file(
+                str(path), self.bucket, self._object_key(blob.key), ExtraArgs=extra_args, Config=transfer
+            )
+
+    def open_writer(self, max_bytes: int | None = None) -> BlobWriter:
+        return _S3BlobWriter(self, self.spool_dir / f"reelfarm-{uuid.uuid4().hex}.part", max_bytes)
+
+    def put_file(self, path: Path, *, move: bool = False) -> StoredBlob:
+        sha, size = _hash_file(path)
+        blob = StoredBlob(sha256=sha, size_bytes=size, key=blob_key(sha))
+        self._upload(Path(path), blob)
+        if move:
+            Path(path).unlink()
+        return blob
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def size(self, key: str) -> int:
+        with self._errors(key):
+            return int(self._client.head_object(Bucket=self.bucket, Key=self._object_key(key))["ContentLength"])
+
+    def open_read(self, key: str) -> BinaryIO:
+        with self._errors(key):
+            response = self._client.get_object(Bucket=self.bucket, Key=self._object_key(key))
+        return cast(BinaryIO, response["Body"])
+
+    def local_file(self, key: str) -> Path | None:
+        _check_key(key)
+        return None
+
+    def fetch_to_local(self, key: str, cache_dir: Path) -> Path:
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        size = self.size(key)
+        dest = cache_dir / PurePosixPath(key).name
+        if dest.is_file() and dest.stat().st_size == size:
+            return dest
+        # Unique temp + rename: concurrent fetchers never see (or leave) a partial file.
+        temp = cache_dir / f".{dest.name}.{uuid.uuid4().hex}.part"
+        try:
+            with self._errors(key):
+                self._client.download_file(self.bucket, self._object_key(key), str(temp))
+            os.replace(temp, dest)
+        finally:
+            temp.unlink(missing_ok=True)
+        return dest
+
+    def delete(self, key: str) -> None:
+        with self._errors(key):
+            self._client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+
+    def presigned_get_url(self, key: str, expires_seconds: int) -> str:
+        with self._errors(key):
+            return self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._object_key(key)},
+                ExpiresIn=expires_seconds,
+            )
+
+
+def storage_from_url(
+    url: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str = "us-east-1",
+    spool_dir: Path | None = None,
+) -> Storage:
+    """`file:///abs/path` -> LocalStorage; `s3://bucket[/prefix]` -> S3Storage."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        path = unquote(parts.path)
+        if parts.netloc not in ("", "localhost") or not path.startswith("/"):
+            raise ValueError(f"invalid storage URL {url!r}: expected file:///absolute/path")
+        return LocalStorage(Path(path))
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError(f"invalid storage URL {url!r}: expected s3://bucket[/prefix]")
+        return S3Storage(
+            parts.netloc, unquote(parts.path), endpoint_url=endpoint_url, region=region, spool_dir=spool_dir
+        )
+    raise ValueError(
+        f"unsupported storage URL {url!r}: expected file:///absolute/path or s3://bucket[/prefix]"
+    )
