@@ -1,0 +1,384 @@
+"""Thin, dependable wrappers around the ffmpeg and ffprobe command-line tools.
+
+Everything here shells out to the binaries on PATH; errors are turned into
+:class:`MediaError` subclasses whose ``str()`` is short enough to show a user.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+import math
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+
+_STDERR_TAIL_LINES = 50
+_REASON_MAX_LINES = 3
+_REASON_MAX_CHARS = 500
+_TERMINATE_GRACE_SECONDS = 5.0
+_PROBE_TIMEOUT_SECONDS = 60.0
+_CAPABILITY_TIMEOUT_SECONDS = 20.0
+_PR_SET_PDEATHSIG = 1
+
+
+class MediaError(Exception):
+    """A media file or ffmpeg run could not be handled; str() is user-readable."""
+
+
+class FfmpegFailed(MediaError):
+    """ffmpeg exited nonzero; ``reason`` holds its most telling stderr lines."""
+
+    def __init__(self, reason: str, returncode: int) -> None:
+        super().__init__(f"ffmpeg failed (exit code {returncode}): {reason}")
+        self.reason = reason
+        self.returncode = returncode
+
+
+class Cancelled(MediaError):
+    """The caller asked for the ffmpeg run to stop and it was stopped."""
+
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration_seconds: float
+    width: int
+    height: int
+    frame_rate: float
+    codec: str
+    has_audio: bool
+    bitrate_kbps: int | None
+    format_name: str
+    raw: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def probe(path: str | os.PathLike[str]) -> MediaInfo:
+    """Describe a video file, refusing anything a render could not start from."""
+    cmd = [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=_PROBE_TIMEOUT_SECONDS,
+            preexec_fn=_child_setup(),
+        )
+    except FileNotFoundError as exc:
+        raise MediaError(f"{FFPROBE} is not installed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"ffprobe timed out after {_PROBE_TIMEOUT_SECONDS:.0f} s") from exc
+
+    if proc.returncode != 0:
+        first = next((ln.strip() for ln in proc.stderr.splitlines() if ln.strip()), "")
+        raise MediaError(f"not a decodable video: {first or f'ffprobe exit code {proc.returncode}'}")
+    try:
+        raw = json.loads(proc.stdout or "{}")
+    except json.JSONDecodeError as exc:
+        raise MediaError("not a decodable video: ffprobe returned unreadable output") from exc
+
+    streams = raw.get("streams") or []
+    fmt = raw.get("format") or {}
+    # Cover art (e.g. in audio files) shows up as a one-frame "video" stream.
+    video = next(
+        (
+            s
+            for s in streams
+            if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+        ),
+        None,
+    )
+    if video is None:
+        raise MediaError("no video stream")
+    width, height = video.get("width"), video.get("height")
+    if not width or not height:
+        raise MediaError("video stream has no width/height")
+    duration = _to_float(fmt.get("duration")) or _to_float(video.get("duration"))
+    if not duration or duration <= 0:
+        raise MediaError("duration unknown or zero")
+
+    frame_rate = _parse_rate(video.get("avg_frame_rate")) or _parse_rate(video.get("r_frame_rate")) or 0.0
+    bit_rate = _to_float(fmt.get("bit_rate")) or _to_float(video.get("bit_rate"))
+    return MediaInfo(
+        duration_seconds=duration,
+        width=int(width),
+        height=int(height),
+        frame_rate=frame_rate,
+        codec=str(video.get("codec_name") or "unknown"),
+        has_audio=any(s.get("codec_type") == "audio" for s in streams),
+        bitrate_kbps=round(bit_rate / 1000) if bit_rate else None,
+        format_name=str(fmt.get("format_name") or ""),
+        raw=raw,
+    )
+
+
+def _to_float(value: Any) -> float | None:
+    """ffprobe reports numbers as strings and uses "N/A" for unknown."""
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _parse_rate(value: Any) -> float | None:
+    """Parse a rational such as "30000/1001"; "0/0" means unknown."""
+    if not isinstance(value, str) or not value:
+        return None
+    num, _, den = value.partition("/")
+    n, d = _to_float(num), _to_float(den or "1")
+    if n is None or not d:
+        return None
+    rate = n / d
+    return rate if rate > 0 else None
+
+
+# ----------------------------------------------------------------------- run_ffmpeg
+
+_EOF = object()
+
+
+def run_ffmpeg(
+    args: list[str],
+    *,
+    expected_duration: float,
+    on_progress: Callable[[float], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> None:
+    """Run ffmpeg to completion, reporting percent done and honouring ``cancel``.
+
+    ``on_progress`` is called on the calling thread with non-decreasing values
+    in 0..100, once per ``-progress`` block and a final 100 on success.
+    """
+    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats", *args]
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            preexec_fn=_child_setup(),
+        )
+    except FileNotFoundError as exc:
+        raise MediaError(f"{FFMPEG} is not installed") from exc
+
+    assert proc.stdout is not None and proc.stderr is not None
+    tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+    updates: queue.Queue[object] = queue.Queue()
+    stderr_reader = threading.Thread(target=_collect_lines, args=(proc.stderr, tail), daemon=True)
+    stdout_reader = threading.Thread(
+        target=_read_progress, args=(proc.stdout, expected_duration, updates), daemon=True
+    )
+    stderr_reader.start()
+    stdout_reader.start()
+
+    reported = 0.0
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                _stop(proc)
+                raise Cancelled()
+            try:
+                item = updates.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _EOF:
+                break
+            assert isinstance(item, float)
+            if on_progress is not None and item >= reported:
+                reported = item
+                on_progress(item)
+        returncode = proc.wait()
+    finally:
+        # Reached with the process still running only if a callback raised.
+        if proc.poll() is None:
+            _stop(proc)
+        stdout_reader.join()
+        stderr_reader.join()
+        proc.stdout.close()
+        proc.stderr.close()
+
+    if returncode != 0:
+        raise FfmpegFailed(_failure_reason(tail, returncode), returncode)
+    if on_progress is not None and reported < 100.0:
+        on_progress(100.0)
+
+
+def _read_progress(stream: Iterable[str], expected_duration: float, updates: queue.Queue[object]) -> None:
+    """Turn ``-progress`` key=value blocks into percentages on ``updates``."""
+    out_time_us: float | None = None
+    for line in stream:
+        key, _, value = line.strip().partition("=")
+        # out_time_ms is microseconds too (a historical ffmpeg misnomer).
+        if key in ("out_time_us", "out_time_ms"):
+            parsed = _to_float(value)
+            if parsed is not None:
+                out_time_us = parsed
+        elif key == "progress":
+            if out_time_us is not None and expected_duration > 0:
+                percent = out_time_us / 1e6 / expected_duration * 100.0
+                updates.put(min(100.0, max(0.0, percent)))
+    updates.put(_EOF)
+
+
+def _collect_lines(stream: Iterable[str], tail: deque[str]) -> None:
+    """Drain stderr so ffmpeg never blocks on a full pipe; keep only the tail."""
+    for line in stream:
+        tail.append(line.rstrip())
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Ask ffmpeg to finish, then force it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=_TERMINATE_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+_NOISE_PREFIXES = (
+    "Input #",
+    "Output #",
+    "Stream mapping:",
+    "Press [q]",
+    "frame=",
+    "size=",
+    "video:",
+    "Last message repeated",
+    "Conversion failed!",
+)
+_ADDRESS = re.compile(r"^\[([^\]]+?) @ 0x[0-9a-fA-F]+\]\s*")
+_ERRORISH = re.compile(
+    r"error|invalid|fail|cannot|can't|could not|unable|not found|no such|unknown|unrecognized"
+    r"|not supported|unsupported|denied|does not|mismatch|out of memory",
+    re.IGNORECASE,
+)
+
+
+def _failure_reason(lines: Iterable[str], returncode: int) -> str:
+    """Pick the stderr lines that explain a failure, minus banner noise.
+
+    Lines tagged "[component @ 0x...]" come from the library that hit the
+    problem and usually name the cause; untagged ones are the CLI's generic
+    consequences, so tagged errors are preferred.
+    """
+    candidates: list[tuple[str, bool]] = []
+    for line in lines:
+        if not line.strip() or line[:1].isspace() or line.startswith(_NOISE_PREFIXES):
+            continue
+        tagged = _ADDRESS.match(line) is not None
+        cleaned = _ADDRESS.sub(lambda m: f"{m.group(1)}: ", line.strip())
+        if not candidates or candidates[-1][0] != cleaned:
+            candidates.append((cleaned, tagged))
+    errors = [i for i, (text, _) in enumerate(candidates) if _ERRORISH.search(text)]
+    if errors:
+        tagged_errors = [i for i in errors if candidates[i][1]][-_REASON_MAX_LINES:]
+        others = [i for i in errors if i not in tagged_errors]
+        room = _REASON_MAX_LINES - len(tagged_errors)
+        chosen = sorted(tagged_errors + (others[-room:] if room else []))
+    else:
+        chosen = list(range(len(candidates)))[-_REASON_MAX_LINES:]
+    reason = " | ".join(candidates[i][0] for i in chosen) or f"ffmpeg exited with code {returncode}"
+    if len(reason) > _REASON_MAX_CHARS:
+        reason = reason[: _REASON_MAX_CHARS - 1] + "…"
+    return reason
+
+
+# ------------------------------------------------------------------ child process
+
+
+def _child_setup() -> Callable[[], None] | None:
+    """Return a preexec_fn that makes the child die with us (Linux only).
+
+    PR_SET_PDEATHSIG fires when the thread that forked the child exits; every
+    caller here waits for its child, so that thread outlives it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # The parent may have died before prctl took effect.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
+
+
+# -------------------------------------------------------------- capability checks
+
+
+def _exits_cleanly(cmd: list[str]) -> bool:
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=_CAPABILITY_TIMEOUT_SECONDS,
+            preexec_fn=_child_setup(),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+@functools.lru_cache(maxsize=None)
+def encoder_works(encoder: str) -> bool:
+    """Encode one real frame: ``ffmpeg -encoders`` lists e.g. h264_nvenc even without a GPU."""
+    return _exits_cleanly(
+        [
+            FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-f", "lavfi", "-i", "color=c=black:s=256x256:r=25",
+            "-frames:v", "1", "-c:v", encoder, "-f", "null", "-",
+        ]
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=None)
+def hwaccel_works(name: str) -> bool:
+    """Check that a hardware device of this type (e.g. "cuda") can really be opened."""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        return False
+    return _exits_cleanly(
+        [
+            FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-init_hw_device", f"{name}=hw",
+            "-f", "lavfi", "-i", "nullsrc=s=64x64", "-frames:v", "1", "-f", "null", "-",
+        ]
+    )  # fmt: skip
+
+
+def probe_encoders() -> list[str]:
+    """H.264 encoders usable on this machine, preferred first."""
+    return [enc for enc in ("h264_nvenc", "libx264") if encoder_works(enc)]
