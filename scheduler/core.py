@@ -1,0 +1,507 @@
+"""Scheduling logic: planning, placement, leases, retries, progress intake.
+
+Pure Python over the database; the gRPC servicer (scheduler/servicer.py) is a thin
+wrapper over this class, and nodes are reached through a `NodeClient`, so all of it
+is testable without a socket.
+
+Leases live in memory while the scheduler runs (renewing one per heartbeat would be
+a write per task per second); the database keeps `node_id` and `lease_id`, so after a
+restart every leased task is reloaded and given `node_timeout` for its node to
+re-register and claim it before it is re-queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from control_plane.clips.models import Artifact, Clip
+from control_plane.database import new_id, session_scope, utcnow
+from control_plane.jobs.models import Job
+from control_plane.videos.models import Video
+from scheduler import planner
+from scheduler.models import Task
+from scheduler.states import JOB_MACHINE, TASK_MACHINE, JobStatus, TaskState, transition
+
+log = logging.getLogger(__name__)
+
+ACTIVE_TASK_STATES = (TaskState.leased, TaskState.running)
+
+
+class NodeClient(Protocol):
+    """How the scheduler reaches render nodes (gRPC in production)."""
+
+    def run_tasks(self, address: str, specs: list[dict]) -> dict[str, str]:
+        """Send tasks; returns {task_id: reason} for the ones the node refused."""
+
+    def cancel_task(self, address: str, task_id: str) -> None: ...
+
+
+@dataclass
+class SchedulerConfig:
+    node_timeout_seconds: float = 30.0
+    max_attempts: int = 3
+    retry_backoff_seconds: float = 2.0
+    retry_backoff_max_seconds: float = 60.0
+    progress_flush_seconds: float = 1.0
+    poll_interval_seconds: float = 0.2
+
+    @property
+    def heartbeat_interval_seconds(self) -> float:
+        return max(0.2, self.node_timeout_seconds / 4)
+
+
+@dataclass
+class NodeRecord:
+    node_id: str
+    address: str
+    encoders: frozenset[str]
+    max_concurrent: int
+    capabilities: dict
+    last_seen: float
+    draining: bool = False
+    usage: dict = field(default_factory=dict)
+    leases: set[str] = field(default_factory=set)  # task ids
+
+    @property
+    def free_slots(self) -> int:
+        return 0 if self.draining else max(0, self.max_concurrent - len(self.leases))
+
+
+@dataclass
+class Lease:
+    task_id: str
+    lease_id: str
+    node_id: str
+    since: float
+    # Seen in a heartbeat, registration or progress report since it was handed out.
+    confirmed: bool = False
+
+
+@dataclass
+class ProgressUpdate:
+    lease_id: str
+    stage: str
+    percent: float
+    message: str
+
+
+class SchedulerCore:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        node_client: NodeClient,
+        config: SchedulerConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = session_factory
+        self.nodes_client = node_client
+        self.config = config or SchedulerConfig()
+        self.clock = clock
+        self.nodes: dict[str, NodeRecord] = {}
+        self.leases: dict[str, Lease] = {}
+        self._progress: dict[str, ProgressUpdate] = {}
+        self._lock = threading.RLock()
+        # One writer at a time: SQLite's busy-wait would otherwise add 10-100 ms spikes.
+        self._db_lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._last_flush = clock()
+        self._started = clock()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def recover(self) -> int:
+        """Reload every leased task after a (re)start; returns how many."""
+        with self._db_lock, session_scope(self.sessions) as s:
+            tasks = s.scalars(select(Task).where(Task.state.in_(ACTIVE_TASK_STATES))).all()
+            now = self.clock()
+            with self._lock:
+                for task in tasks:
+                    self.leases[task.id] = Lease(task.id, task.lease_id or "", task.node_id or "", now)
+        return len(tasks)
+
+    def notify(self) -> None:
+        """Something changed (a job was submitted, a slot freed): run a tick soon."""
+        self._wakeup.set()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # keep scheduling; the next tick retries
+                log.exception("scheduler tick failed")
+            self._wakeup.wait(self.config.poll_interval_seconds)
+            self._wakeup.clear()
+        self.flush_progress()
+
+    def tick(self) -> None:
+        self.plan_new_jobs()
+        self.expire()
+        self.dispatch()
+        if self.clock() - self._last_flush >= self.config.progress_flush_seconds:
+            self.flush_progress()
+
+    # ---------------------------------------------------------------- planning
+
+    def plan_new_jobs(self) -> int:
+        with self._db_lock, session_scope(self.sessions) as s:
+            jobs = s.scalars(
+                select(Job).where(Job.planned.is_(False), Job.status == JobStatus.queued).limit(100)
+            ).all()
+            for job in jobs:
+                video = s.get(Video, job.video_id)
+                clips, selection = planner.plan_clips(video.duration_seconds, job.options)
+                for clip in clips:
+                    spec = planner.render_spec(job=job, video=video, clip=clip)
+                    s.add(
+                        Task(
+                            job_id=job.id,
+                            kind="render",
+                            task_index=clip.index,
+                            spec=spec,
+                            required_encoders=planner.required_encoders(spec["encoder_preference"]),
+                            max_attempts=self.config.max_attempts,
+                        )
+                    )
+                job.planned = True
+                job.render_settings = {**(job.render_settings or {}), "selection": selection}
+            return len(jobs)
+
+    # ---------------------------------------------------------------- placement
+
+    def dispatch(self) -> int:
+        """Lease ready tasks to nodes with free slots and send them, one batch per node."""
+        with self._lock:
+            free = {n.node_id: n.free_slots for n in self.nodes.values() if n.free_slots > 0}
+        if not free:
+            return 0
+        batches: dict[str, list[dict]] = defaultdict(list)
+        with self._db_lock, session_scope(self.sessions) as s:
+            tasks = s.scalars(
+                select(Task)
+                .where(Task.state == TaskState.pending, Task.ready_at <= utcnow())
+                .order_by(Task.created_at, Task.task_index)
+                .limit(sum(free.values()))
+            ).all()
+            jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_({t.job_id for t in tasks})))}
+            now = self.clock()
+            for task in tasks:
+                node_id = self._pick_node(free, task.required_encoders)
+                if node_id is None:
+                    continue
+                free[node_id] -= 1
+                task.attempts += 1
+                task.lease_id = new_id()
+                task.node_id = node_id
+                task.stage, task.progress_percent, task.message = "queued_on_node", 0.0, None
+                transition(TASK_MACHINE, task, TaskState.leased, "state")
+                job = jobs[task.job_id]
+                if transition(JOB_MACHINE, job, JobStatus.processing):
+                    job.stage = "rendering"
+                batches[node_id].append(self._task_message(task))
+                with self._lock:
+                    self.leases[task.id] = Lease(task.id, task.lease_id, node_id, now)
+                    self.nodes[node_id].leases.add(task.id)
+        for node_id, specs in batches.items():
+            self._send(node_id, specs)
+        return sum(len(b) for b in batches.values())
+
+    def _pick_node(self, free: dict[str, int], required: list[str]) -> str | None:
+        best, best_free = None, 0
+        with self._lock:
+            for node_id, slots in free.items():
+                node = self.nodes.get(node_id)
+                if slots > best_free and node and set(required) <= node.encoders:
+                    best, best_free = node_id, slots
+        return best
+
+    @staticmethod
+    def _task_message(task: Task) -> dict:
+        return {
+            "task_id": task.id,
+            "job_id": task.job_id,
+            "lease_id": task.lease_id,
+            "attempt": task.attempts,
+            "kind": task.kind,
+            "render": task.spec,
+            "required_encoders": list(task.required_encoders or []),
+        }
+
+    def _send(self, node_id: str, specs: list[dict]) -> None:
+        with self._lock:
+            node = self.nodes.get(node_id)
+        try:
+            if node is None:
+                raise ConnectionError("node left before dispatch")
+            rejected = self.nodes_client.run_tasks(node.address, specs)
+        except Exception as exc:  # node unreachable: it never started them
+            log.warning("RunTask to %s failed: %s", node_id, exc)
+            self.node_down(node_id, f"node {node_id} unreachable: {exc}", count_attempt=False)
+            return
+        for task_id, reason in rejected.items():
+            lease = self.leases.get(task_id)
+            if lease:
+                self._requeue(task_id, lease.lease_id, f"refused by {node_id}: {reason}", count_attempt=False)
+
+    # ---------------------------------------------------------------- node registry
+
+    def register_node(
+        self, node_id: str, address: str, capabilities: dict, running_lease_ids: list[str]
+    ) -> None:
+        running = set(running_lease_ids)
+        now = self.clock()
+        with self._lock:
+            old = self.nodes.get(node_id)
+            node = NodeRecord(
+                node_id=node_id,
+                address=address,
+                encoders=frozenset(capabilities.get("encoders", [])),
+                max_concurrent=max(1, int(capabilities.get("max_concurrent_tasks") or 1)),
+                capabilities=capabilities,
+                last_seen=now,
+            )
+            self.nodes[node_id] = node
+            claimed, lost = [], []
+            for lease in self.leases.values():
+                if lease.node_id != node_id:
+                    continue
+                (claimed if lease.lease_id in running else lost).append(lease)
+            for lease in claimed:
+                lease.confirmed = True
+                node.leases.add(lease.task_id)
+        log.info("node %s registered at %s (%s)", node_id, address, "re-registered" if old else "new")
+        for lease in lost:
+            self._requeue(lease.task_id, lease.lease_id, f"node {node_id} restarted and lost the task")
+        self.notify()
+
+    def heartbeat(self, node_id: str, running: list[tuple[str, ProgressUpdate]], usage: dict, draining: bool) -> bool:
+        """Returns True when the node must register again (unknown to this scheduler)."""
+        now = self.clock()
+        with self._lock:
+            node = self.nodes.get(node_id)
+            if node is None:
+                return True
+            node.last_seen, node.usage, node.draining = now, usage, draining
+            listed = set()
+            for task_id, update in running:
+                lease = self.leases.get(task_id)
+                if lease and lease.lease_id == update.lease_id:
+                    lease.confirmed = True
+                    listed.add(task_id)
+                    self._progress[task_id] = update
+            grace = 2 * self.config.heartbeat_interval_seconds
+            lost = [
+                self.leases[t]
+                for t in node.leases
+                if t not in listed and t in self.leases and now - self.leases[t].since > grace
+            ]
+        for lease in lost:
+            self._requeue(lease.task_id, lease.lease_id, f"node {node_id} no longer runs the task")
+        return False
+
+    def report_progress(self, task_id: str, update: ProgressUpdate) -> None:
+        with self._lock:
+            lease = self.leases.get(task_id)
+            if lease is None or lease.lease_id != update.lease_id:
+                return
+            lease.confirmed = True
+            self._progress[task_id] = update
+            node = self.nodes.get(lease.node_id)
+            if node:
+                node.last_seen = self.clock()
+
+    def expire(self) -> None:
+        """Mark silent nodes down and re-queue what they held."""
+        now = self.clock()
+        timeout = self.config.node_timeout_seconds
+        with self._lock:
+            silent = [n.node_id for n in self.nodes.values() if now - n.last_seen > timeout]
+            orphaned = [
+                lease
+                for lease in self.leases.values()
+                if lease.node_id not in self.nodes and now - lease.since > timeout
+            ]
+        for node_id in silent:
+            self.node_down(node_id, f"node {node_id} stopped responding (no heartbeat for {timeout:g} s)")
+        for lease in orphaned:
+            self._requeue(lease.task_id, lease.lease_id, f"node {lease.node_id} did not come back")
+
+    def node_down(self, node_id: str, reason: str, count_attempt: bool = True) -> None:
+        with self._lock:
+            node = self.nodes.pop(node_id, None)
+            held = [self.leases[t] for t in (node.leases if node else ()) if t in self.leases]
+        if node:
+            log.warning("%s", reason)
+        for lease in held:
+            self._requeue(lease.task_id, lease.lease_id, reason, count_attempt=count_attempt)
+
+    def _forget_lease(self, task_id: str) -> None:
+        with self._lock:
+            lease = self.leases.pop(task_id, None)
+            self._progress.pop(task_id, None)
+            if lease and lease.node_id in self.nodes:
+                self.nodes[lease.node_id].leases.discard(task_id)
+
+    # ---------------------------------------------------------------- outcomes
+
+    def _current_task(self, s: Session, task_id: str, lease_id: str) -> Task | None:
+        task = s.get(Task, task_id)
+        return task if task is not None and task.lease_id == lease_id else None
+
+    def complete_task(self, task_id: str, lease_id: str, artifacts: list[dict], result: dict) -> bool:
+        """Record a finished task; False when the lease is stale. Applying it twice is harmless."""
+        with self._db_lock, session_scope(self.sessions) as s:
+            task = self._current_task(s, task_id, lease_id)
+            if task is None:
+                return False
+            if task.state == TaskState.completed:
+                return True
+            if not transition(TASK_MACHINE, task, TaskState.completed, "state"):
+                return False
+            task.result = result
+            task.progress_percent, task.stage, task.message = 100.0, "done", None
+            self._record_clip(s, task, artifacts, result)
+            job = s.get(Job, task.job_id)
+            self._refresh_job(s, job)
+        self._forget_lease(task_id)
+        self.notify()
+        return True
+
+    def _record_clip(self, s: Session, task: Task, artifacts: list[dict], result: dict) -> None:
+        spec = task.spec
+        s.add(
+            Clip(
+                job_id=task.job_id,
+                clip_index=spec["clip_index"],
+                start_seconds=result.get("start_seconds", spec["start_seconds"]),
+                end_seconds=result.get("end_seconds", spec["end_seconds"]),
+                duration_seconds=result.get("duration_seconds", spec["end_seconds"] - spec["start_seconds"]),
+                aspect_ratio=spec["aspect_ratio"],
+                width=result.get("width", spec["output_width"]),
+                height=result.get("height", spec["output_height"]),
+                encoder=result.get("encoder", ""),
+                render_info=result,
+            )
+        )
+        for art in artifacts:
+            s.add(
+                Artifact(
+                    job_id=task.job_id,
+                    clip_index=spec["clip_index"],
+                    filename=art["name"],
+                    sha256=art["sha256"],
+                    size_bytes=art["size_bytes"],
+                    storage_key=art["storage_key"],
+                    content_type=art["content_type"],
+                )
+            )
+
+    def fail_task(self, task_id: str, lease_id: str, reason: str, retryable: bool) -> bool:
+        if retryable:
+            return self._requeue(task_id, lease_id, reason)
+        with self._db_lock, session_scope(self.sessions) as s:
+            task = self._current_task(s, task_id, lease_id)
+            if task is None:
+                return False
+            cancels = self._fail(s, task, reason)
+        self._forget_lease(task_id)
+        self._send_cancels(cancels)
+        return True
+
+    def _requeue(self, task_id: str, lease_id: str, reason: str, count_attempt: bool = True) -> bool:
+        """Put a task back in the queue with backoff, or fail its job when out of attempts."""
+        cancels: list[tuple[str, str]] = []
+        with self._db_lock, session_scope(self.sessions) as s:
+            task = self._current_task(s, task_id, lease_id)
+            if task is None or TASK_MACHINE.is_terminal(task.state):
+                self._forget_lease(task_id)
+                return False
+            if not count_attempt:
+                task.attempts = max(0, task.attempts - 1)
+            if task.attempts >= task.max_attempts:
+                cancels = self._fail(s, task, f"{reason} (after {task.attempts} attempts)")
+            else:
+                transition(TASK_MACHINE, task, TaskState.pending, "state")
+                delay = 0.0
+                if count_attempt:
+                    delay = min(
+                        self.config.retry_backoff_max_seconds,
+                        self.config.retry_backoff_seconds * 2 ** max(0, task.attempts - 1),
+                    )
+                task.ready_at = utcnow() + timedelta(seconds=delay)
+                task.node_id = task.lease_id = None
+                task.error, task.stage, task.progress_percent = reason, "retrying", 0.0
+                log.info("task %s re-queued in %.1f s: %s", task_id, delay, reason)
+        self._forget_lease(task_id)
+        self._send_cancels(cancels)
+        self.notify()
+        return True
+
+    def _fail(self, s: Session, task: Task, reason: str) -> list[tuple[str, str]]:
+        """Fail a task and its job; returns (node_id, task_id) of sibling tasks to cancel."""
+        transition(TASK_MACHINE, task, TaskState.failed, "state")
+        task.error = reason
+        job = s.get(Job, task.job_id)
+        if transition(JOB_MACHINE, job, JobStatus.failed):
+            job.error = f"clip {task.task_index}: {reason}"
+            job.completed_at = utcnow()
+        cancels = []
+        for sibling in s.scalars(select(Task).where(Task.job_id == job.id, Task.id != task.id)):
+            if sibling.state in ACTIVE_TASK_STATES and sibling.node_id:
+                cancels.append((sibling.node_id, sibling.id))
+            transition(TASK_MACHINE, sibling, TaskState.cancelled, "state")
+        return cancels
+
+    def _send_cancels(self, cancels: list[tuple[str, str]]) -> None:
+        for node_id, task_id in cancels:
+            self._forget_lease(task_id)
+            with self._lock:
+                node = self.nodes.get(node_id)
+            if node is not None:
+                try:
+                    self.nodes_client.cancel_task(node.address, task_id)
+                except Exception as exc:
+                    log.warning("CancelTask %s on %s failed: %s", task_id, node_id, exc)
+
+    # ---------------------------------------------------------------- progress
+
+    def _refresh_job(self, s: Session, job: Job) -> None:
+        tasks = s.scalars(select(Task).where(Task.job_id == job.id)).all()
+        if not tasks:
+            return
+        job.progress_percent = round(
+            sum(100.0 if t.state == TaskState.completed else t.progress_percent for t in tasks) / len(tasks), 1
+        )
+        if all(t.state == TaskState.completed for t in tasks):
+            if transition(JOB_MACHINE, job, JobStatus.completed):
+                job.stage, job.progress_percent, job.completed_at = None, 100.0, utcnow()
+
+    def flush_progress(self) -> int:
+        """Write the latest progress of every task that moved (throttled: one write per flush)."""
+        with self._lock:
+            pending, self._progress = self._progress, {}
+            self._last_flush = self.clock()
+        if not pending:
+            return 0
+        with self._db_lock, session_scope(self.sessions) as s:
+            tasks = s.scalars(select(Task).where(Task.id.in_(pending))).all()
+            touched_jobs = set()
+            for task in tasks:
+                update = pending[task.id]
+                if task.lease_id != update.lease_id or TASK_MACHINE.is_terminal(task.state):
+                    continue
+                transition(TASK_MACHINE, task, TaskState.running, "state")
+                task.stage, task.progress_percent, task.message = update.stage, update.percent, update.message
+                touched_jobs.add(task.job_id)
+            for job in s.scalars(select(Job).where(Job.id.in_(touched_jobs))):
+                self._refresh_job(s, job)
+        return len(pending)

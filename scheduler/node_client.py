@@ -1,0 +1,45 @@
+"""gRPC client the scheduler uses to reach render nodes (one channel per node)."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+from google.protobuf.json_format import ParseDict
+
+from reelfarm.v1 import common_pb2, render_node_pb2, render_node_pb2_grpc
+
+RPC_TIMEOUT_SECONDS = 5.0
+
+
+class GrpcNodeClient:
+    def __init__(self) -> None:
+        self._stubs: dict[str, render_node_pb2_grpc.RenderNodeServiceStub] = {}
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def _stub(self, address: str) -> render_node_pb2_grpc.RenderNodeServiceStub:
+        with self._lock:
+            stub = self._stubs.get(address)
+            if stub is None:
+                channel = grpc.insecure_channel(address)
+                self._channels[address] = channel
+                stub = self._stubs[address] = render_node_pb2_grpc.RenderNodeServiceStub(channel)
+            return stub
+
+    def run_tasks(self, address: str, specs: list[dict]) -> dict[str, str]:
+        request = render_node_pb2.RunTaskRequest(tasks=[ParseDict(s, common_pb2.TaskSpec()) for s in specs])
+        response = self._stub(address).RunTask(request, timeout=RPC_TIMEOUT_SECONDS)
+        return dict(response.rejected)
+
+    def cancel_task(self, address: str, task_id: str) -> None:
+        self._stub(address).CancelTask(
+            render_node_pb2.CancelTaskRequest(task_id=task_id), timeout=RPC_TIMEOUT_SECONDS
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+            self._stubs.clear()

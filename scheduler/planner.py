@@ -1,0 +1,70 @@
+"""Turn a job into tasks. This release plans one render task per clip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from render_nodes.pipeline import output_size
+
+# Seconds per clipLength value (reels document: 3-15 s, 20-45 s, 45-90 s).
+CLIP_LENGTH_RANGES = {"short": (3.0, 15.0), "medium": (20.0, 45.0), "long": (45.0, 90.0)}
+
+
+@dataclass(frozen=True)
+class PlannedClip:
+    index: int
+    start_seconds: float
+    end_seconds: float
+
+
+def source_window(duration: float, options: dict) -> tuple[float, float]:
+    start = float(options.get("trimStart") or 0.0)
+    trim_end = options.get("trimEnd")
+    end = min(float(trim_end), duration) if trim_end is not None else duration
+    return start, end
+
+
+def plan_clips(duration: float, options: dict) -> tuple[list[PlannedClip], str]:
+    """Clip ranges for a job and the name of the selection method used.
+
+    `mode: none` is one clip over the (trimmed) source. Until moment selection
+    exists, `mode: ai` spreads numClips windows of the clipLength's middle length
+    evenly over the source ("uniform"), never more than fit without overlap.
+    """
+    start, end = source_window(duration, options)
+    span = end - start
+    if options.get("mode", "ai") == "none":
+        return [PlannedClip(1, start, end)], "full"
+    low, high = CLIP_LENGTH_RANGES[options.get("clipLength", "medium")]
+    length = min((low + high) / 2, span)
+    count = max(1, min(int(options.get("numClips", 3)), int(span // length) if length else 1))
+    gap = (span - count * length) / count
+    clips = []
+    for i in range(count):
+        clip_start = start + gap / 2 + i * (length + gap)
+        clips.append(PlannedClip(i + 1, round(clip_start, 3), round(clip_start + length, 3)))
+    return clips, "uniform"
+
+
+def render_spec(*, job, video, clip: PlannedClip) -> dict:
+    """The RenderSpec (proto field names) for one clip of a job."""
+    settings = job.render_settings or {}
+    aspect = job.options.get("aspectRatio", "9:16")
+    width, height = output_size(aspect, settings.get("output_height"))
+    return {
+        "source_key": video.storage_key,
+        "source_sha256": video.sha256,
+        "clip_index": clip.index,
+        "start_seconds": clip.start_seconds,
+        "end_seconds": clip.end_seconds,
+        "aspect_ratio": aspect,
+        "output_width": width,
+        "output_height": height,
+        "encoder_preference": settings.get("encoder", "auto"),
+        "x264_preset": settings.get("x264_preset", "veryfast"),
+        "caption_preset": job.options.get("captionPreset", "none"),
+    }
+
+
+def required_encoders(encoder_preference: str) -> list[str]:
+    return ["h264_nvenc"] if encoder_preference == "nvenc" else []

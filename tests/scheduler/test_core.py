@@ -1,0 +1,235 @@
+"""SchedulerCore without sockets: a recording node client and a hand-driven clock."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from control_plane.accounts.models import Account
+from control_plane.clips.models import Artifact, Clip
+from control_plane.database import make_engine, make_session_factory, session_scope
+from control_plane.jobs.models import Job
+from control_plane.migrate import upgrade
+from control_plane.videos.models import Video
+from scheduler.core import ProgressUpdate, SchedulerConfig, SchedulerCore
+from scheduler.models import Task
+
+
+class RecordingNodes:
+    def __init__(self):
+        self.sent: list[tuple[str, dict]] = []
+        self.cancelled: list[tuple[str, str]] = []
+        self.refuse: dict[str, str] = {}
+        self.down: set[str] = set()
+
+    def run_tasks(self, address, specs):
+        if address in self.down:
+            raise ConnectionError("connection refused")
+        self.sent.extend((address, s) for s in specs)
+        return {s["task_id"]: self.refuse[s["task_id"]] for s in specs if s["task_id"] in self.refuse}
+
+    def cancel_task(self, address, task_id):
+        self.cancelled.append((address, task_id))
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'core.db'}")
+    upgrade(engine)
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def nodes():
+    return RecordingNodes()
+
+
+@pytest.fixture
+def core(sessions, nodes, clock):
+    config = SchedulerConfig(node_timeout_seconds=2.0, max_attempts=3, retry_backoff_seconds=0.0,
+                             progress_flush_seconds=1.0)
+    return SchedulerCore(sessions, nodes, config, clock=clock)
+
+
+def submit(sessions, clips=1) -> str:
+    with session_scope(sessions) as s:
+        account = Account(name="a")
+        s.add(account)
+        s.flush()
+        video = Video(account_id=account.id, original_name="v.mp4", sha256="0" * 64, size_bytes=1,
+                      storage_key="blobs/x", duration_seconds=60.0, width=640, height=360, frame_rate=25.0,
+                      codec="h264")
+        s.add(video)
+        s.flush()
+        options = {"mode": "ai", "numClips": clips, "clipLength": "short", "aspectRatio": "9:16"}
+        job = Job(account_id=account.id, video_id=video.id, original_name="v.mp4", options=options,
+                  render_settings={"output_height": 256})
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def register(core, node_id="n1", slots=1, encoders=("libx264",), running=()):
+    core.register_node(node_id, f"{node_id}:1", {"encoders": list(encoders), "max_concurrent_tasks": slots},
+                       list(running))
+
+
+def state(sessions, job_id):
+    with sessions() as s:
+        job = s.get(Job, job_id)
+        tasks = list(s.scalars(select(Task).where(Task.job_id == job_id).order_by(Task.task_index)))
+        return job, tasks
+
+
+ARTIFACTS = [{"name": "clip_01.mp4", "sha256": "a" * 64, "size_bytes": 10, "storage_key": "k",
+              "content_type": "video/mp4"}]
+
+
+def test_plan_and_dispatch_one_task_per_clip(core, sessions, nodes):
+    job_id = submit(sessions, clips=2)
+    register(core, slots=4)
+    core.tick()
+    job, tasks = state(sessions, job_id)
+    assert job.status == "processing" and job.stage == "rendering"
+    assert [t.state for t in tasks] == ["leased", "leased"]
+    assert len(nodes.sent) == 2
+    spec = nodes.sent[0][1]
+    assert spec["render"]["output_width"] == 144 and spec["render"]["output_height"] == 256
+    assert spec["lease_id"] == tasks[0].lease_id
+
+
+def test_respects_free_slots(core, sessions, nodes):
+    submit(sessions, clips=3)
+    register(core, slots=1)
+    core.tick()
+    assert len(nodes.sent) == 1
+
+
+def test_nvenc_tasks_only_go_to_nodes_with_nvenc(core, sessions, nodes):
+    job_id = submit(sessions)
+    core.plan_new_jobs()
+    with session_scope(sessions) as s:
+        for task in s.scalars(select(Task).where(Task.job_id == job_id)):
+            task.required_encoders = ["h264_nvenc"]
+    register(core, "cpu-node", slots=2)
+    core.tick()
+    assert nodes.sent == []
+    register(core, "gpu-node", encoders=("libx264", "h264_nvenc"))
+    core.tick()
+    assert [address for address, _ in nodes.sent] == ["gpu-node:1"]
+
+
+def test_complete_twice_is_idempotent_and_stale_lease_refused(core, sessions, nodes):
+    job_id = submit(sessions)
+    register(core)
+    core.tick()
+    _, (task,) = state(sessions, job_id)
+    assert core.complete_task(task.id, "not-the-lease", ARTIFACTS, {}) is False
+    assert core.complete_task(task.id, task.lease_id, ARTIFACTS, {"encoder": "libx264"}) is True
+    assert core.complete_task(task.id, task.lease_id, ARTIFACTS, {"encoder": "libx264"}) is True
+    job, (task,) = state(sessions, job_id)
+    assert job.status == "completed" and job.progress_percent == 100
+    with sessions() as s:
+        assert len(s.scalars(select(Artifact)).all()) == 1
+        assert len(s.scalars(select(Clip)).all()) == 1
+
+
+def test_silent_node_tasks_requeued_then_job_fails_after_max_attempts(core, sessions, nodes, clock):
+    job_id = submit(sessions)
+    for attempt in range(1, 4):
+        register(core, f"n{attempt}")
+        core.tick()
+        _, (task,) = state(sessions, job_id)
+        assert task.state == "leased" and task.attempts == attempt
+        clock.now += 3.0  # past node_timeout without a heartbeat
+        core.expire()
+    job, (task,) = state(sessions, job_id)
+    assert task.state == "failed"
+    assert job.status == "failed"
+    assert "stopped responding" in job.error and "after 3 attempts" in job.error
+
+
+def test_heartbeat_renews_and_progress_is_flushed_throttled(core, sessions, nodes, clock):
+    job_id = submit(sessions)
+    register(core)
+    core.tick()
+    _, (task,) = state(sessions, job_id)
+    for i in range(10):
+        clock.now += 0.5
+        update = ProgressUpdate(task.lease_id, "rendering", 10.0 * i, "")
+        assert core.heartbeat("n1", [(task.id, update)], {}, False) is False
+        core.report_progress(task.id, update)
+    core.expire()  # heartbeats kept the node alive for 5 s > node_timeout
+    _, (task,) = state(sessions, job_id)
+    assert task.state == "leased" and task.progress_percent == 0  # nothing written before a flush
+    assert core.flush_progress() == 1
+    job, (task,) = state(sessions, job_id)
+    assert task.state == "running" and task.progress_percent == 90.0 and task.stage == "rendering"
+    assert job.progress_percent == 90.0
+
+
+def test_unknown_node_is_asked_to_register(core):
+    assert core.heartbeat("stranger", [], {}, False) is True
+
+
+def test_reregistered_node_without_the_task_loses_it(core, sessions, nodes):
+    job_id = submit(sessions)
+    register(core)
+    core.tick()
+    register(core)  # the actor restarted: it runs nothing now
+    job, (task,) = state(sessions, job_id)
+    assert task.state == "pending" and "lost the task" in task.error
+    core.tick()
+    _, (task,) = state(sessions, job_id)
+    assert task.state == "leased" and task.attempts == 2
+
+
+def test_restart_recovers_leases_claimed_by_nodes(sessions, nodes, clock):
+    config = SchedulerConfig(node_timeout_seconds=2.0)
+    first = SchedulerCore(sessions, nodes, config, clock=clock)
+    job_id = submit(sessions, clips=2)
+    register(first, slots=2)
+    first.tick()
+    _, tasks = state(sessions, job_id)
+
+    second = SchedulerCore(sessions, nodes, config, clock=clock)  # the scheduler restarted
+    assert second.recover() == 2
+    register(second, slots=2, running=[tasks[0].lease_id])  # the node still runs only the first
+    _, after = state(sessions, job_id)
+    assert [t.state for t in after] == ["leased", "pending"]
+    assert second.complete_task(tasks[0].id, tasks[0].lease_id, ARTIFACTS, {}) is True
+
+
+def test_unreachable_node_requeues_without_spending_an_attempt(core, sessions, nodes):
+    job_id = submit(sessions)
+    nodes.down.add("n1:1")
+    register(core)
+    core.tick()
+    _, (task,) = state(sessions, job_id)
+    assert task.state == "pending" and task.attempts == 0
+    assert "n1" not in core.nodes
+
+
+def test_non_retryable_failure_fails_job_and_cancels_siblings(core, sessions, nodes):
+    job_id = submit(sessions, clips=2)
+    register(core, slots=2)
+    core.tick()
+    _, tasks = state(sessions, job_id)
+    assert core.fail_task(tasks[0].id, tasks[0].lease_id, "not a video", retryable=False) is True
+    job, tasks = state(sessions, job_id)
+    assert job.status == "failed" and job.error == "clip 1: not a video"
+    assert [t.state for t in tasks] == ["failed", "cancelled"]
+    assert nodes.cancelled == [("n1:1", tasks[1].id)]
