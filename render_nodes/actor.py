@@ -1,0 +1,85 @@
+"""Render nodes as Ray actors: each one serves RenderNodeService and registers itself.
+
+Ray places the actors (one GPU each where the cluster has GPUs, otherwise one
+`render_slot`) and restarts one that dies; a restarted actor registers again under
+the same node id, and the scheduler re-queues whatever the dead one held.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import ray
+
+from control_plane.config import Settings
+from control_plane.storage import storage_from_url
+from render_nodes.node import NodeCore, detect_capabilities
+from render_nodes.scheduler_link import SchedulerLink
+from render_nodes.servicer import serve_node
+from render_nodes.tasks import run_render_task
+
+RENDER_SLOT = "render_slot"
+
+
+class RenderNode:
+    """The actor body; also usable in-process (tests, benchmarks)."""
+
+    def __init__(self, node_id: str, settings: dict, scheduler_address: str) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        self.settings = Settings(**settings)
+        work_dir = self.settings.resolved_work_dir / node_id
+        work_dir.mkdir(parents=True, exist_ok=True)
+        storage = storage_from_url(
+            self.settings.resolved_storage_url,
+            endpoint_url=self.settings.s3_endpoint_url,
+            region=self.settings.s3_region,
+            spool_dir=work_dir,
+        )
+        capabilities = detect_capabilities(self.settings.node_max_concurrent_tasks)
+        self.core = NodeCore(
+            node_id,
+            link=SchedulerLink(scheduler_address),
+            capabilities=capabilities,
+            executor=run_render_task,
+            executor_kwargs={"storage": storage, "work_dir": work_dir, "encoders": capabilities["encoders"]},
+        )
+        host = self.settings.node_host or _node_ip()
+        self.server, self.address = serve_node(self.core, host)
+
+    def info(self) -> dict:
+        return {"node_id": self.core.node_id, "address": self.address, "pid": os.getpid(),
+                "capabilities": self.core.capabilities}
+
+    def status(self) -> dict:
+        status = self.core.status()
+        status["running"] = [r.task_id for r in status["running"]]
+        return status
+
+    def shutdown(self) -> None:
+        self.core.stop()
+        self.server.stop(1).wait()
+
+
+def _node_ip() -> str:
+    try:
+        return ray.util.get_node_ip_address()
+    except Exception:
+        return socket.gethostbyname(socket.gethostname())
+
+
+def start_render_nodes(settings: Settings, scheduler_address: str, count: int, name_prefix: str | None = None) -> list:
+    """Start `count` node actors on the connected Ray cluster; returns their handles once ready."""
+    prefix = name_prefix or f"{socket.gethostname()}-node"
+    gpus = ray.cluster_resources().get("GPU", 0)
+    placement = {"num_gpus": 1} if gpus >= 1 else {"num_cpus": 0, "resources": {RENDER_SLOT: 1}}
+    actor_class = ray.remote(RenderNode)
+    handles = [
+        actor_class.options(max_restarts=-1, max_concurrency=4, **placement).remote(
+            f"{prefix}-{i}", settings.model_dump(mode="json"), scheduler_address
+        )
+        for i in range(count)
+    ]
+    ray.get([h.info.remote() for h in handles])
+    return handles
