@@ -1,0 +1,50 @@
+"""ProcessOptions: the options a job is made with (reels API document, camelCase keys)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from control_plane.errors import ApiError
+
+
+class ProcessOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["ai", "none"] = Field("ai", description="ai = pick moments; none = one full-source clip")
+    numClips: int = Field(3, ge=1, le=10, description="Clips to generate (1-10)")
+    clipLength: Literal["short", "medium", "long"] = Field("medium", description="3-15 s, 20-45 s, 45-90 s")
+    aspectRatio: Literal["9:16", "1:1", "4:5", "16:9"] = Field("9:16", description="Output aspect ratio")
+    captionPreset: Literal["none", "beasty", "karaoke", "mozi"] = Field("none", description="Burned-in captions")
+    removeAiVoice: bool = Field(True, description="Splice out interviewer turns in interviews")
+    autoHook: bool = Field(True, description="Write a hook, title and hashtags")
+    prompt: str = Field("", max_length=2000, description="Free-form instruction for moment selection")
+    genre: Literal["podcast", "interview", "vlog", "tutorial", "auto"] = Field("auto", description="Content genre")
+    trimStart: float = Field(0.0, ge=0, description="Cut the source before this many seconds")
+    trimEnd: float | None = Field(None, gt=0, description="Cut the source after this many seconds")
+
+    @model_validator(mode="after")
+    def _trim_order(self) -> "ProcessOptions":
+        if self.trimEnd is not None and self.trimEnd <= self.trimStart:
+            raise ValueError("trimEnd must be greater than trimStart")
+        return self
+
+
+def parse_options(raw: str | dict | None) -> ProcessOptions:
+    """Validate options; 400 naming the offending field."""
+    try:
+        if raw is None or raw == "":
+            return ProcessOptions()
+        if isinstance(raw, str):
+            return ProcessOptions.model_validate_json(raw)
+        return ProcessOptions.model_validate(raw)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "json_invalid":
+                parts.append("options: not valid JSON")
+            else:
+                parts.append(f"options.{loc}: {err['msg']}" if loc else f"options: {err['msg'].removeprefix('Value error, ')}")
+        raise ApiError(400, "; ".join(parts)) from None

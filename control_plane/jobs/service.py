@@ -1,0 +1,133 @@
+"""Jobs: creation from an upload, lookup, listing and their public views."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from control_plane.accounts.models import Account
+from control_plane.clips.models import Artifact
+from control_plane.config import Settings
+from control_plane.errors import ApiError
+from control_plane.jobs.models import Job
+from control_plane.jobs.schemas import ProcessOptions
+from control_plane.storage import BlobWriter
+from control_plane.videos.models import Video
+from render_nodes.media import MediaError, probe
+from scheduler.models import Task
+
+JobListener = Callable[[str], None]
+
+
+def render_settings(settings: Settings) -> dict:
+    """Render choices fixed when a job is made, so a settings change never alters a running job."""
+    return {"output_height": settings.output_height, "encoder": settings.encoder, "x264_preset": settings.x264_preset}
+
+
+def create_video_from_upload(
+    *, session: Session, account: Account, writer: BlobWriter, original_name: str
+) -> Video:
+    """Probe the uploaded bytes, then keep them content-addressed; 400 for anything not a video."""
+    if writer.size_bytes == 0:
+        writer.abort()
+        raise ApiError(400, "video file is empty")
+    try:
+        info = probe(writer.temp_path)
+    except MediaError as exc:
+        writer.abort()
+        raise ApiError(400, f"video file is not a decodable video: {exc}") from None
+    blob = writer.commit()
+    video = Video(
+        account_id=account.id,
+        original_name=original_name[:500],
+        sha256=blob.sha256,
+        size_bytes=blob.size_bytes,
+        storage_key=blob.key,
+        duration_seconds=info.duration_seconds,
+        width=info.width,
+        height=info.height,
+        frame_rate=info.frame_rate,
+        codec=info.codec,
+        has_audio=info.has_audio,
+        probe={"format": info.format_name, "bitrate_kbps": info.bitrate_kbps},
+    )
+    session.add(video)
+    session.flush()
+    return video
+
+
+def check_options_fit(options: ProcessOptions, video: Video) -> None:
+    if options.trimStart >= video.duration_seconds:
+        raise ApiError(400, f"options.trimStart: beyond the video's duration ({video.duration_seconds:.2f} s)")
+
+
+def create_job(
+    *, session: Session, account: Account, video: Video, options: ProcessOptions, settings: Settings
+) -> Job:
+    check_options_fit(options, video)
+    job = Job(
+        account_id=account.id,
+        video_id=video.id,
+        original_name=video.original_name,
+        options=options.model_dump(),
+        render_settings=render_settings(settings),
+    )
+    session.add(job)
+    session.commit()
+    return job
+
+
+def get_job(*, session: Session, account: Account, job_id: str) -> Job:
+    """Another account's job answers exactly like a missing one."""
+    job = session.get(Job, job_id)
+    if job is None or job.account_id != account.id:
+        raise ApiError(404, "job not found")
+    return job
+
+
+def list_jobs(*, session: Session, account: Account, limit: int = 100) -> list[Job]:
+    return list(
+        session.scalars(
+            select(Job).where(Job.account_id == account.id).order_by(Job.created_at.desc()).limit(limit)
+        )
+    )
+
+
+def _millis(dt) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def job_view(*, session: Session, job: Job, with_tasks: bool = True) -> dict:
+    clip_count = session.scalar(
+        select(func.count()).select_from(Artifact).where(Artifact.job_id == job.id, Artifact.filename.like("%.mp4"))
+    )
+    view = {
+        "id": job.id,
+        "jobId": job.id,
+        "originalName": job.original_name,
+        "status": job.status,
+        "stage": job.stage,
+        "progress_percent": job.progress_percent,
+        "error": job.error,
+        "createdAt": _millis(job.created_at),
+        "updatedAt": _millis(job.updated_at),
+        "clipCount": clip_count,
+        "posterUrl": f"/api/clips/{job.id}/clip_01.jpg" if clip_count else None,
+        "options": job.options,
+    }
+    if with_tasks:
+        tasks = session.scalars(select(Task).where(Task.job_id == job.id).order_by(Task.task_index))
+        view["tasks"] = [
+            {
+                "index": t.task_index,
+                "state": t.state,
+                "stage": t.stage,
+                "progress_percent": t.progress_percent,
+                "attempts": t.attempts,
+                "error": t.error,
+            }
+            for t in tasks
+        ]
+    return view

@@ -1,0 +1,82 @@
+"""Reels endpoints for uploads and jobs: HTTP translation over jobs.service."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from control_plane.deps import CurrentAccount, SessionDep, SettingsDep, StorageDep
+from control_plane.errors import ApiError
+from control_plane.jobs import service
+from control_plane.jobs.schemas import ProcessOptions, parse_options
+from control_plane.uploads import receive_multipart
+
+router = APIRouter(prefix="/api", tags=["reels"])
+
+
+@router.post(
+    "/upload",
+    summary="Upload a video (multipart: `video` file + `options` JSON) and start a job",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["video"],
+                        "properties": {
+                            "video": {"type": "string", "format": "binary"},
+                            "options": {"type": "string", "description": "JSON-encoded ProcessOptions"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload(
+    request: Request, account: CurrentAccount, session: SessionDep, settings: SettingsDep, storage: StorageDep
+):
+    parsed: dict[str, ProcessOptions] = {}
+
+    def on_field(name: str, value: str) -> None:
+        if name == "options":
+            parsed["options"] = parse_options(value)
+
+    received = await receive_multipart(
+        request,
+        file_field="video",
+        open_writer=lambda: storage.open_writer(max_bytes=settings.max_upload_bytes),
+        max_bytes=settings.max_upload_bytes,
+        on_field=on_field,
+    )
+    if received.writer is None:
+        raise ApiError(400, "video file required")
+    options = parsed.get("options") or ProcessOptions()
+    try:
+        video = service.create_video_from_upload(
+            session=session, account=account, writer=received.writer, original_name=received.filename or "video"
+        )
+        job = service.create_job(session=session, account=account, video=video, options=options, settings=settings)
+    finally:
+        received.writer.abort()  # no-op once committed
+    request.app.state.job_listener(job.id)
+    return {
+        "jobId": job.id,
+        "originalName": job.original_name,
+        "sizeBytes": video.size_bytes,
+        "wsUrl": f"/ws?jobId={job.id}",
+        "options": job.options,
+    }
+
+
+@router.get("/jobs", summary="List the account's jobs, newest first")
+def list_jobs(account: CurrentAccount, session: SessionDep):
+    jobs = service.list_jobs(session=session, account=account)
+    return {"jobs": [service.job_view(session=session, job=j, with_tasks=False) for j in jobs]}
+
+
+@router.get("/jobs/{job_id}", summary="A job's status, stage and progress")
+def get_job(job_id: str, account: CurrentAccount, session: SessionDep):
+    job = service.get_job(session=session, account=account, job_id=job_id)
+    return service.job_view(session=session, job=job)

@@ -1,0 +1,49 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from control_plane.clips.views import router as clips_router
+from control_plane.config import Settings
+from control_plane.database import make_engine, make_session_factory
+from control_plane.errors import install_error_handlers
+from control_plane.jobs.views import router as jobs_router
+from control_plane.storage import Storage, storage_from_url
+
+
+def make_storage(settings: Settings) -> Storage:
+    return storage_from_url(
+        settings.resolved_storage_url,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        spool_dir=settings.resolved_work_dir / "uploads",
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    session_factory=None,
+    storage: Storage | None = None,
+    job_listener: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """`job_listener(job_id)` runs after a job is committed (the embedded stack wakes its
+    scheduler with it; a separate scheduler finds new jobs by polling the database)."""
+    settings = settings or Settings()
+    app = FastAPI(title="ReelFarm", version="0.1.0", description="Long videos in, captioned short clips out.")
+    app.state.settings = settings
+    app.state.session_factory = session_factory or make_session_factory(make_engine(settings.resolved_database_url))
+    app.state.storage = storage or make_storage(settings)
+    app.state.job_listener = job_listener or (lambda _job_id: None)
+    install_error_handlers(app)
+    app.include_router(jobs_router)
+    app.include_router(clips_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz():
+        return {"status": "ok"}
+
+    return app

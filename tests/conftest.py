@@ -1,0 +1,97 @@
+"""Shared fixtures: one Ray instance per session, test media made with ffmpeg, embedded stacks.
+
+The suite runs inside a private network namespace (see .ci/test): Ray binds every
+interface otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import pytest  # noqa: E402
+
+from control_plane.config import Settings  # noqa: E402
+from render_nodes.samples import make_sample_video as make_video  # noqa: E402, F401
+
+
+def ffprobe_json(path: Path) -> dict:
+    import json
+
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+                          str(path)], capture_output=True, check=True, text=True).stdout
+    return json.loads(out)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 << 20,
+                 resources={"render_slot": 16}, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(
+        environment="test",
+        data_dir=tmp_path / "data",
+        node_timeout_seconds=2.0,
+        retry_backoff_seconds=0.1,
+        retry_backoff_max_seconds=0.5,
+        progress_flush_seconds=0.2,
+        poll_interval_seconds=0.1,
+        output_height=256,
+        x264_preset="ultrafast",
+    )
+
+
+@pytest.fixture
+def sample_video(tmp_path) -> Path:
+    return make_video(tmp_path / "sample.mp4")
+
+
+@pytest.fixture
+def start_stack(ray_session):
+    """Start an embedded stack (API + scheduler + N node actors) on the session's Ray."""
+    from control_plane.embedded import EmbeddedStack
+
+    stacks = []
+
+    def start(settings: Settings, nodes: int = 1) -> EmbeddedStack:
+        stack = EmbeddedStack(settings, nodes=nodes, port=0).start()
+        stacks.append(stack)
+        return stack
+
+    yield start
+    for stack in stacks:
+        stack.stop()
+
+
+def new_api_key(session_factory, account: str = "tester") -> str:
+    from control_plane.accounts import service as accounts
+    from control_plane.database import session_scope
+
+    with session_scope(session_factory) as session:
+        owner = accounts.get_or_create_account(session=session, name=account)
+        return accounts.create_api_key(session=session, account=owner)
+
+
+@pytest.fixture
+def stack(start_stack, settings):
+    return start_stack(settings)
+
+
+@pytest.fixture
+def client(stack):
+    from control_plane.client import ReelFarmClient
+
+    c = ReelFarmClient(stack.base_url, new_api_key(stack.session_factory))
+    yield c
+    c.close()

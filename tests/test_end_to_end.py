@@ -1,0 +1,92 @@
+"""One video through the whole backbone: API -> database -> scheduler -> gRPC -> Ray node -> storage."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from conftest import ffprobe_json, make_video
+
+from control_plane.client import ReelFarmClient
+
+
+def _video_stream(info: dict) -> dict:
+    return next(s for s in info["streams"] if s["codec_type"] == "video")
+
+
+@pytest.mark.parametrize(
+    "aspect, size", [("9:16", (144, 256)), ("1:1", (256, 256)), ("4:5", (204, 256)), ("16:9", (456, 256))]
+)
+def test_upload_renders_clip_with_requested_aspect(client: ReelFarmClient, sample_video, tmp_path, aspect, size):
+    created = client.upload(sample_video, {"mode": "none", "aspectRatio": aspect})
+    assert created["originalName"] == "sample.mp4"
+    assert created["sizeBytes"] == sample_video.stat().st_size
+    assert created["wsUrl"] == f"/ws?jobId={created['jobId']}"
+    assert created["options"]["aspectRatio"] == aspect
+
+    job = client.wait(created["jobId"], timeout=120)
+    assert job["status"] == "completed", job
+    assert job["progress_percent"] == 100
+    assert job["clipCount"] == 1
+
+    manifest = client.download_all(created["jobId"], tmp_path / "out")
+    assert manifest["clipCount"] == 1
+    clip = manifest["clips"][0]
+    assert clip["aspectRatio"] == aspect
+    assert (clip["width"], clip["height"]) == size
+    assert clip["encoder"] == "libx264"
+    assert {f["filename"] for f in clip["files"]} == {"clip_01.mp4", "clip_01.jpg"}
+
+    rendered = ffprobe_json(tmp_path / "out" / "clip_01.mp4")
+    video = _video_stream(rendered)
+    assert (video["width"], video["height"]) == size
+    assert abs(float(rendered["format"]["duration"]) - 4.0) < 0.2
+    assert any(s["codec_type"] == "audio" and s["codec_name"] == "aac" for s in rendered["streams"])
+    poster = _video_stream(ffprobe_json(tmp_path / "out" / "clip_01.jpg"))
+    assert (poster["codec_name"], poster["width"], poster["height"]) == ("mjpeg", *size)
+
+    # Every manifest entry's SHA-256 matches the bytes the API serves.
+    for entry in clip["files"]:
+        served = client.http.get(f"/api/clips/{created['jobId']}/{entry['filename']}")
+        assert served.status_code == 200
+        assert hashlib.sha256(served.content).hexdigest() == entry["sha256"]
+        assert len(served.content) == entry["size_bytes"]
+        assert served.headers["etag"] == f'"{entry["sha256"]}"'
+        assert "immutable" in served.headers["cache-control"]
+
+
+def test_ai_mode_plans_one_task_per_clip(client: ReelFarmClient, tmp_path):
+    source = make_video(tmp_path / "long.mp4", seconds=30, size="160x120")
+    created = client.upload(source, {"numClips": 3, "clipLength": "short", "aspectRatio": "1:1"})
+    job = client.wait(created["jobId"], timeout=120)
+    assert job["status"] == "completed", job
+    assert [t["index"] for t in job["tasks"]] == [1, 2, 3]
+    manifest = client.manifest(created["jobId"])
+    assert manifest["selection"] == "uniform"
+    clips = manifest["clips"]
+    assert [c["index"] for c in clips] == [1, 2, 3]
+    for earlier, later in zip(clips, clips[1:]):
+        assert earlier["end"] <= later["start"]  # no overlap
+    for clip in clips:
+        assert 3.0 <= clip["duration"] <= 15.0
+
+
+def test_trim_options_cut_the_source(client: ReelFarmClient, sample_video, tmp_path):
+    created = client.upload(sample_video, {"mode": "none", "trimStart": 1.0, "trimEnd": 3.0})
+    assert client.wait(created["jobId"], timeout=120)["status"] == "completed"
+    manifest = client.download_all(created["jobId"], tmp_path / "out")
+    assert manifest["clips"][0]["start"] == pytest.approx(1.0)
+    assert float(ffprobe_json(tmp_path / "out" / "clip_01.mp4")["format"]["duration"]) == pytest.approx(2.0, abs=0.15)
+
+
+def test_jobs_list_newest_first_and_clips_404_until_completed(client: ReelFarmClient, sample_video):
+    first = client.upload(sample_video, {"mode": "none"})["jobId"]
+    second = client.upload(sample_video, {"mode": "none"})["jobId"]
+    early = client.http.get(f"/api/clips/{second}")
+    listed = [j["id"] for j in client.http.get("/api/jobs").json()["jobs"]]
+    assert listed[:2] == [second, first]
+    if client.job(second)["status"] != "completed":
+        assert early.status_code == 404 and "not ready" in early.json()["error"]
+    client.wait(first, timeout=120)
+    client.wait(second, timeout=120)
+    assert client.http.get(f"/api/clips/{second}").status_code == 200

@@ -1,0 +1,129 @@
+"""Failures the backbone must survive: dead nodes, a restarted scheduler, bad sources."""
+
+from __future__ import annotations
+
+import time
+
+import ray
+from conftest import make_video, new_api_key
+from sqlalchemy import select
+
+from control_plane.client import ReelFarmClient
+from scheduler.models import Task
+from scheduler.server import SchedulerServer
+
+
+def _slow(settings):
+    """Renders that take a few seconds, so there is a 'mid-task' to interrupt."""
+    return settings.model_copy(update={"output_height": 720, "x264_preset": "medium"})
+
+
+def _wait_until_running(client, job_id, timeout=60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.job(job_id)
+        if any(t["state"] == "running" and t["progress_percent"] > 5 for t in job["tasks"]):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job never started running: {job}")
+
+
+def _tasks(stack, job_id) -> list[Task]:
+    with stack.session_factory() as session:
+        return list(session.scalars(select(Task).where(Task.job_id == job_id).order_by(Task.task_index)))
+
+
+def test_killed_node_actor_task_is_requeued_and_job_completes(start_stack, settings, tmp_path):
+    stack = start_stack(_slow(settings))
+    client = ReelFarmClient(stack.base_url, new_api_key(stack.session_factory))
+    source = make_video(tmp_path / "src.mp4", seconds=10, size="640x360")
+    job_id = client.upload(source, {"mode": "none"})["jobId"]
+    _wait_until_running(client, job_id)
+
+    ray.kill(stack.nodes[0], no_restart=False)  # Ray restarts the actor; it registers again
+
+    job = client.wait(job_id, timeout=180)
+    assert job["status"] == "completed", job
+    (task,) = _tasks(stack, job_id)
+    assert task.attempts == 2
+    assert "lost the task" in (task.error or "")
+    assert client.manifest(job_id)["clipCount"] == 1
+
+
+def test_silent_node_times_out_and_another_node_finishes(start_stack, settings, tmp_path):
+    stack = start_stack(_slow(settings), nodes=2)
+    client = ReelFarmClient(stack.base_url, new_api_key(stack.session_factory))
+    source = make_video(tmp_path / "src.mp4", seconds=10, size="640x360")
+    job_id = client.upload(source, {"mode": "none"})["jobId"]
+    _wait_until_running(client, job_id)
+    (task,) = _tasks(stack, job_id)
+    victim = next(h for h in stack.nodes if ray.get(h.info.remote())["node_id"] == task.node_id)
+
+    ray.kill(victim, no_restart=True)  # no restart: only the heartbeat timeout can notice
+
+    job = client.wait(job_id, timeout=180)
+    assert job["status"] == "completed", job
+    (task,) = _tasks(stack, job_id)
+    assert task.attempts == 2
+    assert "stopped responding" in (task.error or "")
+    stack.nodes.remove(victim)
+
+
+def test_scheduler_restart_mid_job_completes_without_rendering_twice(start_stack, settings, tmp_path):
+    stack = start_stack(_slow(settings), nodes=2)
+    client = ReelFarmClient(stack.base_url, new_api_key(stack.session_factory))
+    source = make_video(tmp_path / "src.mp4", seconds=20, size="640x360")
+    job_id = client.upload(source, {"numClips": 2, "clipLength": "short"})["jobId"]
+    _wait_until_running(client, job_id)
+
+    port = stack.scheduler.port
+    stack.scheduler.stop()
+    time.sleep(1.0)  # nodes keep rendering; their reports fail and are retried
+    stack.scheduler = SchedulerServer(stack.settings, listen=f"127.0.0.1:{port}",
+                                      session_factory=stack.session_factory).start()
+
+    job = client.wait(job_id, timeout=180)
+    assert job["status"] == "completed", job
+    tasks = _tasks(stack, job_id)
+    assert [t.attempts for t in tasks] == [1, 1]
+    started = sum(ray.get(h.status.remote())["started"] for h in stack.nodes)
+    assert started == 2  # each clip rendered exactly once
+    assert client.manifest(job_id)["clipCount"] == 2
+
+
+def test_truncated_source_fails_job_with_readable_reason(client, tmp_path):
+    source = make_video(tmp_path / "src.mp4", seconds=8, size="320x240")
+    faststart = tmp_path / "faststart.mp4"
+    import subprocess
+
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(source), "-c", "copy", "-movflags", "+faststart",
+                    str(faststart)], check=True)
+    data = faststart.read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) * 2 // 5])  # header intact: ffprobe accepts it
+
+    job_id = client.upload(truncated, {"mode": "none"})["jobId"]
+    job = client.wait(job_id, timeout=120)
+    assert job["status"] == "failed"
+    assert "truncated" in job["error"], job["error"]
+    (task,) = job["tasks"]
+    assert task["attempts"] == 1  # a bad source is not retried
+
+
+def test_retries_exhausted_fail_the_job(start_stack, settings, sample_video):
+    from render_nodes.actor import start_render_nodes
+
+    stack = start_stack(settings, nodes=0)
+    client = ReelFarmClient(stack.base_url, new_api_key(stack.session_factory))
+    job_id = client.upload(sample_video, {"mode": "none"})["jobId"]
+    # Lose the stored source before any node can fetch it: every attempt fails (retryably).
+    for blob in (stack.settings.data_dir / "storage" / "blobs").rglob("*"):
+        if blob.is_file():
+            blob.unlink()
+    stack.nodes = start_render_nodes(stack.settings, stack.scheduler.address, 1, name_prefix="late")
+
+    job = client.wait(job_id, timeout=120)
+    assert job["status"] == "failed"
+    assert "cannot fetch source" in job["error"]
+    assert "after 3 attempts" in job["error"]
+    assert job["tasks"][0]["attempts"] == 3
