@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 
 import grpc
-from google.protobuf.json_format import ParseDict
-
 from reelfarm.v1 import common_pb2, render_node_pb2, render_node_pb2_grpc
 
 RPC_TIMEOUT_SECONDS = 5.0
@@ -28,7 +26,10 @@ class GrpcNodeClient:
             return stub
 
     def run_tasks(self, address: str, specs: list[dict]) -> dict[str, str]:
-        request = render_node_pb2.RunTaskRequest(tasks=[ParseDict(s, common_pb2.TaskSpec()) for s in specs])
+        # Direct construction: json_format.ParseDict costs ~0.1 ms a task on the dispatch path.
+        request = render_node_pb2.RunTaskRequest(
+            tasks=[common_pb2.TaskSpec(**{**s, "render": common_pb2.RenderSpec(**s["render"])}) for s in specs]
+        )
         response = self._stub(address).RunTask(request, timeout=RPC_TIMEOUT_SECONDS)
         return dict(response.rejected)
 

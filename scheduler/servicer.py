@@ -44,10 +44,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
             result = json.loads(request.result_json or "{}")
         except json.JSONDecodeError:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "result_json is not JSON")
-        artifacts = [MessageToDict(a, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-                     for a in request.artifacts]
-        for art in artifacts:
-            art["size_bytes"] = int(art["size_bytes"])
+        artifacts = [
+            {"name": a.name, "sha256": a.sha256, "size_bytes": a.size_bytes, "storage_key": a.storage_key,
+             "content_type": a.content_type}
+            for a in request.artifacts
+        ]
         accepted = self.core.complete_task(request.task_id, request.lease_id, artifacts, result)
         return scheduler_pb2.OutcomeResponse(accepted=accepted)
 
