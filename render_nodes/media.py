@@ -164,6 +164,7 @@ def run_ffmpeg(
     expected_duration: float,
     on_progress: Callable[[float], None] | None = None,
     cancel: threading.Event | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> None:
     """Run ffmpeg to completion, reporting percent done and honouring ``cancel``.
 
@@ -174,6 +175,7 @@ def run_ffmpeg(
     try:
         proc = subprocess.Popen(
             cmd,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

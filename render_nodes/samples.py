@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -18,3 +20,77 @@ def make_sample_video(path: Path, *, seconds: float = 4.0, size: str = "320x240"
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([*cmd, str(path)], check=True)
     return path
+
+
+# A head-and-shoulders patch of scikit-image's astronaut photo (512x512) and, inside
+# it, the face itself (x, y, w, h) in patch pixels: what a detector should box.
+_HEAD_PATCH = (slice(10, 210), slice(135, 315))
+_FACE_IN_PATCH = (35, 40, 110, 140)
+
+
+@dataclass(frozen=True)
+class FaceShot:
+    """One shot of a ground-truth face video.
+
+    `faces` are functions of shot-relative time returning the face centre in pixels;
+    `face_height` is the face's height in pixels (the photo is scaled to it).
+    """
+
+    seconds: float
+    background: tuple[int, int, int]
+    faces: tuple[Callable[[float], tuple[float, float]], ...] = ()
+    face_height: int = 110
+
+
+def make_face_video(path: Path, shots: list[FaceShot], *, size: tuple[int, int] = (640, 360), rate: int = 25,
+                    preset: str = "veryfast") -> list[list[tuple[float, float, float, float]]]:
+    """Write an H.264 video of a real face photo moved along known paths, cut into `shots`.
+
+    Returns the ground truth: per frame, the face boxes (x, y, w, h) in pixels.
+    Needs numpy and scikit-image (test and benchmark dependencies).
+    """
+    import numpy as np
+    from skimage import data
+    from skimage.transform import resize
+
+    width, height = size
+    head = data.astronaut()[_HEAD_PATCH]
+    fx, fy, fw, fh = _FACE_IN_PATCH
+    rng = np.random.default_rng(7)
+    truth: list[list[tuple[float, float, float, float]]] = []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(rate), "-i", "-",
+         "-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000",
+         "-map", "0:v", "-map", "1:a", "-shortest",
+         "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)],
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    for shot in shots:
+        scale = shot.face_height / fh
+        patch = (resize(head, (round(head.shape[0] * scale), round(head.shape[1] * scale)),
+                        anti_aliasing=True) * 255).astype(np.uint8)
+        ph, pw = patch.shape[:2]
+        texture = rng.integers(-12, 12, size=(height, width, 1), dtype=np.int16)
+        background = np.clip(np.array(shot.background, np.int16) + texture, 0, 255).astype(np.uint8)
+        for k in range(round(shot.seconds * rate)):
+            frame = background.copy()
+            boxes = []
+            for face in shot.faces:
+                cx, cy = face(k / rate)
+                # Place the patch so the face (not the patch) is centred on (cx, cy).
+                left = round(cx - (fx + fw / 2) * scale)
+                top = round(cy - (fy + fh / 2) * scale)
+                x0, y0 = max(0, left), max(0, top)
+                x1, y1 = min(width, left + pw), min(height, top + ph)
+                if x1 > x0 and y1 > y0:
+                    frame[y0:y1, x0:x1] = patch[y0 - top : y1 - top, x0 - left : x1 - left]
+                boxes.append((left + fx * scale, top + fy * scale, fw * scale, fh * scale))
+            truth.append(boxes)
+            proc.stdin.write(frame.tobytes())
+    proc.stdin.close()
+    if proc.wait() != 0:
+        raise RuntimeError(f"ffmpeg failed writing {path}")
+    return truth

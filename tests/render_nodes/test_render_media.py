@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from render_nodes.geometry import STANDARD_SIZES, centre_crop, output_size
 from render_nodes.media import (
     Cancelled,
     FfmpegFailed,
@@ -21,13 +22,7 @@ from render_nodes.media import (
     probe_encoders,
     run_ffmpeg,
 )
-from render_nodes.pipeline import (
-    STANDARD_SIZES,
-    RenderRequest,
-    centre_crop,
-    output_size,
-    render_clip,
-)
+from render_nodes.pipeline import RenderRequest, render_clip
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 

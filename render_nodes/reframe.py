@@ -1,0 +1,320 @@
+"""Shot-aware reframing: from sampled face boxes to a smooth per-frame crop path.
+
+As in Google's AutoFlip, each shot gets one camera mode:
+- ``stationary``: the subject stays within a dead band, so the crop does not move;
+- ``panning``: the subject drifts at a steady pace, so the crop pans linearly;
+- ``tracking``: anything else; the crop follows a smoothed subject path with
+  velocity and acceleration limits;
+- ``pad``: two faces that no crop of the target aspect can hold: the whole frame is
+  shown over a blurred copy of itself (``two_faces="pad"``);
+and a shot without faces keeps a centred crop. A cut is a cut: each shot is planned on
+its own, so the crop jumps at shot boundaries and never pans across them.
+
+The crop keeps the largest size the target aspect allows (no zoom): only its position
+moves. Positions are in source pixels, even (4:2:0 chroma), inside the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from render_nodes.analysis import FaceSample, SourceScan
+from render_nodes.faces import FaceBox
+from render_nodes.geometry import centre_crop
+
+
+@dataclass(frozen=True)
+class ReframeConfig:
+    # The subject may wander this share of the crop width before the camera moves.
+    dead_band: float = 0.08
+    # Camera limits, in source widths per second (and per second squared).
+    max_speed: float = 0.4
+    max_accel: float = 0.8
+    # Gaussian smoothing of the subject path before following it.
+    smoothing_seconds: float = 0.35
+    # A face track must be in this share of a shot's samples to be its subject.
+    min_presence: float = 0.2
+    # "pad": keep two faces that do not fit by showing the whole frame on a blurred fill;
+    # "subject": follow the main face only.
+    two_faces: str = "pad"
+
+
+@dataclass(frozen=True)
+class ShotPlan:
+    start: float  # clip seconds
+    end: float
+    mode: str  # stationary | panning | tracking | pad
+    subject: str  # face | two_faces | none
+    fallback: str | None = None  # "centre" when the shot has no face
+
+
+@dataclass
+class CropPath:
+    source_width: int
+    source_height: int
+    crop_width: int
+    crop_height: int
+    fps: float
+    xs: np.ndarray  # per output frame, top-left corner in source pixels
+    ys: np.ndarray
+    shots: list[ShotPlan]
+    # Per face sample: the subject box in source pixels (x, y, w, h), or None.
+    subject_boxes: list[tuple[float, tuple[float, float, float, float] | None]] = field(default_factory=list)
+
+    def frame_at(self, t: float) -> int:
+        return min(len(self.xs) - 1, max(0, int(math.floor(t * self.fps + 1e-6))))
+
+    def shot_at(self, t: float) -> ShotPlan:
+        for shot in self.shots:
+            if shot.start <= t < shot.end:
+                return shot
+        return self.shots[-1]
+
+    def pad_intervals(self) -> list[tuple[float, float]]:
+        return [(s.start, s.end) for s in self.shots if s.mode == "pad"]
+
+
+# ------------------------------------------------------------------ tracking
+
+
+def _iou(a: FaceBox, b: FaceBox) -> float:
+    x1, y1 = max(a.x, b.x), max(a.y, b.y)
+    x2, y2 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _close(a: FaceBox, b: FaceBox) -> float:
+    """Association score: IoU, or nearness for fast movers that no longer overlap."""
+    iou = _iou(a, b)
+    if iou > 0:
+        return iou
+    distance = math.hypot(a.cx - b.cx, a.cy - b.cy)
+    reach = 0.75 * max(a.w, a.h, b.w, b.h)
+    return 0.05 * (1 - distance / reach) if distance < reach else 0.0
+
+
+def track_faces(samples: list[FaceSample]) -> list[dict[int, FaceBox]]:
+    """Greedy frame-to-frame association; returns per track {sample index: box}."""
+    tracks: list[dict[int, FaceBox]] = []
+    last: list[tuple[int, FaceBox]] = []  # (track id, its latest box) alive at the previous sample
+    for i, sample in enumerate(samples):
+        pairs = sorted(
+            ((_close(prev, box), tid, j) for tid, prev in last for j, box in enumerate(sample.faces)),
+            reverse=True,
+        )
+        used_tracks, used_boxes, alive = set(), set(), []
+        for score, tid, j in pairs:
+            if score <= 0 or tid in used_tracks or j in used_boxes:
+                continue
+            used_tracks.add(tid)
+            used_boxes.add(j)
+            tracks[tid][i] = sample.faces[j]
+            alive.append((tid, sample.faces[j]))
+        for j, box in enumerate(sample.faces):
+            if j not in used_boxes:
+                tracks.append({i: box})
+                alive.append((len(tracks) - 1, box))
+        # A track survives one missed sample (a blink of the detector).
+        alive_ids = {tid for tid, _ in alive}
+        alive += [(tid, box) for tid, box in last if tid not in alive_ids and i - max(tracks[tid]) <= 1]
+        last = alive
+    return tracks
+
+
+def _track_score(track: dict[int, FaceBox], sample_count: int) -> float:
+    presence = len(track) / max(1, sample_count)
+    size = float(np.median([b.area for b in track.values()]))
+    centrality = 1 - min(1.0, 2 * abs(float(np.median([b.cx for b in track.values()])) - 0.5))
+    return presence * math.sqrt(size) * (0.5 + 0.5 * centrality)
+
+
+# ------------------------------------------------------------------ camera paths
+
+
+def _gaussian_smooth(values: np.ndarray, sigma_frames: float) -> np.ndarray:
+    if sigma_frames < 0.5 or len(values) < 3:
+        return values
+    radius = int(3 * sigma_frames)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(values, radius, mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def _follow(target: np.ndarray, dead_band: float, max_speed: float, max_accel: float) -> np.ndarray:
+    """A camera that moves only when the target leaves the dead band, within speed/accel limits."""
+    pos = np.empty_like(target)
+    pos[0], velocity = target[0], 0.0
+    for k in range(1, len(target)):
+        error = target[k] - pos[k - 1]
+        # Aim to close the error beyond the dead band within ~4 frames, braking in time to stop.
+        excess = math.copysign(max(0.0, abs(error) - dead_band), error)
+        braking = math.sqrt(2 * max_accel * abs(excess))
+        wanted = math.copysign(min(max_speed, abs(excess) / 4, braking), excess)
+        velocity += max(-max_accel, min(max_accel, wanted - velocity))
+        pos[k] = pos[k - 1] + velocity
+    return pos
+
+
+def _camera(
+    target: np.ndarray, low: float, high: float, crop_size: int, fps: float, source_size: int, config: ReframeConfig
+) -> tuple[np.ndarray, str]:
+    """Crop offsets (top-left) along one axis for one shot, and the camera mode used."""
+    if high <= low or len(target) == 0:
+        return np.full(len(target), low), "stationary"
+    band = config.dead_band * crop_size
+    if float(target.max() - target.min()) <= band:
+        return np.full(len(target), np.clip(float(np.median(target)), low, high)), "stationary"
+    frames = np.arange(len(target), dtype=float)
+    slope, intercept = np.polyfit(frames, target, 1)
+    line = slope * frames + intercept
+    speed_limit = config.max_speed * source_size / fps
+    if float(np.abs(target - line).max()) <= band / 2 and abs(slope) <= speed_limit:
+        return np.clip(line, low, high), "panning"
+    smooth = _gaussian_smooth(target, config.smoothing_seconds * fps)
+    path = _follow(
+        smooth,
+        dead_band=band / 2,
+        max_speed=speed_limit,
+        max_accel=config.max_accel * source_size / fps**2,
+    )
+    return np.clip(path, low, high), "tracking"
+
+
+def _box_px(box: FaceBox, width: int, height: int) -> tuple[float, float, float, float]:
+    return box.x * width, box.y * height, box.w * width, box.h * height
+
+
+def plan_crop_path(
+    scan: SourceScan,
+    *,
+    source_width: int,
+    source_height: int,
+    aspect_ratio: str,
+    fps: float,
+    duration: float,
+    config: ReframeConfig | None = None,
+) -> CropPath:
+    config = config or ReframeConfig()
+    crop_w, crop_h, centre_x, centre_y = centre_crop(source_width, source_height, aspect_ratio)
+    frame_count = max(1, int(round(duration * fps)))
+    xs = np.full(frame_count, float(centre_x))
+    ys = np.full(frame_count, float(centre_y))
+    bounds = [0.0] + [c for c in scan.cuts if 0 < c < duration] + [duration]
+    shots: list[ShotPlan] = []
+    subject_boxes: list[tuple[float, tuple[float, float, float, float] | None]] = []
+
+    for shot_start, shot_end in zip(bounds, bounds[1:]):
+        first = int(math.ceil(shot_start * fps - 1e-6))
+        last = min(frame_count, int(math.ceil(shot_end * fps - 1e-6)))
+        if last <= first:
+            continue
+        samples = [s for s in scan.samples if shot_start <= s.time < shot_end]
+        tracks = track_faces(samples)
+        ranked = sorted(tracks, key=lambda t: _track_score(t, len(samples)), reverse=True)
+        subject = ranked[0] if ranked and len(ranked[0]) >= config.min_presence * len(samples) else None
+        if subject is None:
+            shots.append(ShotPlan(shot_start, shot_end, "stationary", "none", fallback="centre"))
+            subject_boxes += [(s.time, None) for s in samples]
+            continue
+
+        # The subject's centre at every sample where it was seen, interpolated to frames.
+        seen = sorted(subject)
+        sample_times = np.array([samples[i].time for i in seen])
+        boxes = [_box_px(subject[i], source_width, source_height) for i in seen]
+        centre_xs = np.array([x + w / 2 for x, _, w, _ in boxes])
+        centre_ys = np.array([y + h / 2 for _, y, _, h in boxes])
+        subject_label = "face"
+
+        second = ranked[1] if len(ranked) > 1 else None
+        if second is not None and len(second) >= 0.5 * len(samples) and _track_score(
+            second, len(samples)
+        ) >= 0.5 * _track_score(subject, len(samples)):
+            both = [_box_px(b, source_width, source_height) for b in list(subject.values()) + list(second.values())]
+            left = min(x for x, _, _, _ in both)
+            right = max(x + w for x, _, w, _ in both)
+            if right - left <= crop_w * 0.95:  # both fit: frame the pair
+                mid = (left + right) / 2
+                centre_xs = np.full_like(centre_xs, mid)
+                subject_label = "two_faces"
+            elif config.two_faces == "pad":
+                shots.append(ShotPlan(shot_start, shot_end, "pad", "two_faces"))
+                subject_boxes += [(s.time, None) for s in samples]
+                continue
+
+        frame_times = np.arange(first, last) / fps
+        target_x = np.interp(frame_times, sample_times, centre_xs) - crop_w / 2
+        target_y = np.interp(frame_times, sample_times, centre_ys) - crop_h / 2
+        path_x, mode_x = _camera(target_x, 0, source_width - crop_w, crop_w, fps, source_width, config)
+        path_y, mode_y = _camera(target_y, 0, source_height - crop_h, crop_h, fps, source_height, config)
+        xs[first:last], ys[first:last] = path_x, path_y
+        modes = {mode_x, mode_y}
+        mode = "tracking" if "tracking" in modes else "panning" if "panning" in modes else "stationary"
+        shots.append(ShotPlan(shot_start, shot_end, mode, subject_label))
+        boxes_by_sample = {i: b for i, b in zip(seen, boxes)}
+        subject_boxes += [(s.time, boxes_by_sample.get(i)) for i, s in enumerate(samples)]
+
+    even = lambda v: (np.round(v / 2) * 2).astype(int)  # noqa: E731
+    return CropPath(
+        source_width=source_width,
+        source_height=source_height,
+        crop_width=crop_w,
+        crop_height=crop_h,
+        fps=fps,
+        xs=np.clip(even(xs), 0, source_width - crop_w),
+        ys=np.clip(even(ys), 0, source_height - crop_h),
+        shots=shots or [ShotPlan(0.0, duration, "stationary", "none", fallback="centre")],
+        subject_boxes=subject_boxes,
+    )
+
+
+# ------------------------------------------------------------------ quality metrics
+
+
+def face_coverage(path: CropPath) -> float | None:
+    """Share of sampled frames with a subject whose subject box lies inside the crop (None: no faces)."""
+    inside = total = 0
+    for t, box in path.subject_boxes:
+        if box is None:
+            continue
+        total += 1
+        k = path.frame_at(t)
+        x, y, w, h = box
+        cx, cy = path.xs[k], path.ys[k]
+        slack = 2  # even-pixel rounding of the crop
+        if (x >= cx - slack and y >= cy - slack and x + w <= cx + path.crop_width + slack
+                and y + h <= cy + path.crop_height + slack):
+            inside += 1
+    return round(inside / total, 4) if total else None
+
+
+def crop_jitter(path: CropPath) -> float:
+    """Mean |acceleration| of the crop centre in px/frame^2, within shots (cuts are meant to jump)."""
+    accelerations = []
+    for shot in path.shots:
+        first = int(math.ceil(shot.start * path.fps - 1e-6))
+        last = min(len(path.xs), int(math.ceil(shot.end * path.fps - 1e-6)))
+        if last - first >= 3:
+            ax = np.diff(path.xs[first:last].astype(float), 2)
+            ay = np.diff(path.ys[first:last].astype(float), 2)
+            accelerations.append(np.hypot(ax, ay))
+    if not accelerations:
+        return 0.0
+    return round(float(np.concatenate(accelerations).mean()), 4)
+
+
+def poster_time(path: CropPath, duration: float) -> float:
+    """A time where the subject is visible, preferring big, central-in-time samples; else mid-clip."""
+    best, best_score = duration / 2, -1.0
+    for t, box in path.subject_boxes:
+        if box is None or not (0 <= t < duration):
+            continue
+        score = box[2] * box[3] * (1.0 - abs(t / max(duration, 1e-6) - 0.5))
+        if score > best_score:
+            best, best_score = t, score
+    return best
