@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 import click
+from pydantic import ValidationError
 
 from control_plane.config import Settings
 from control_plane.jobs.schemas import ProcessOptions
@@ -163,7 +165,11 @@ def _option_flags(func):
         names = [flag, *FLAG_ALIASES.get(field_name, []), field_name]
         annotation = info.annotation
         default = CLI_DEFAULTS.get(field_name, info.default)
-        if annotation is bool:
+        if field_name == "transcript":
+            decorator = click.option(flag, field_name, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                                     help="JSON file: a list of {text, start, end} words (source seconds), "
+                                          "for captions")
+        elif annotation is bool:
             decorator = click.option(f"{flag}/--no-{flag[2:]}", field_name, default=default, show_default=True,
                                      help=info.description)
         else:
@@ -199,7 +205,12 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
     from control_plane.database import session_scope
     from control_plane.embedded import EmbeddedStack
 
-    options = ProcessOptions.model_validate(options).model_dump()
+    if options.get("transcript") is not None:
+        options["transcript"] = json.loads(options["transcript"].read_text())
+    try:
+        options = ProcessOptions.model_validate(options).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="reelfarm-render-") as tmp:
         settings = _settings(data_dir=data_dir or Path(tmp), output_height=output_height, encoder=encoder,

@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     x264_preset: str = "veryfast"
     encoder: Literal["auto", "nvenc", "x264"] = "auto"
     work_dir: Path | None = None
+    # Reframing (render_nodes/reframe.py, render_nodes/faces/)
+    face_detector: Literal["blazeface", "ultralytics", "none"] = "blazeface"
+    # Weights for the ultralytics backend, or a replacement BlazeFace .tflite.
+    face_model_path: Path | None = None
+    two_faces: Literal["pad", "subject"] = "pad"
+    analysis_sample_fps: float = Field(default=5.0, gt=0, le=30)
+    # Decode B-frames in analysis only around likely cuts: ~40% faster (render_nodes/analysis.py).
+    analysis_fast_decode: bool = True
 
     @field_validator("data_dir", "work_dir")
     @classmethod

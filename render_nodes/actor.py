@@ -15,6 +15,7 @@ import ray
 
 from control_plane.config import Settings
 from control_plane.storage import storage_from_url
+from render_nodes.faces import make_detector
 from render_nodes.node import NodeCore, detect_capabilities
 from render_nodes.scheduler_link import SchedulerLink
 from render_nodes.servicer import serve_node
@@ -37,13 +38,28 @@ class RenderNode:
             region=self.settings.s3_region,
             spool_dir=work_dir,
         )
-        capabilities = detect_capabilities(self.settings.node_max_concurrent_tasks)
+        # Loaded once per node; a configured detector that cannot load stops the node
+        # here (DetectorUnavailable says why) rather than render unframed clips.
+        detector = None
+        if self.settings.face_detector != "none":
+            detector = make_detector(self.settings.face_detector, model_path=self.settings.face_model_path)
+        capabilities = detect_capabilities(
+            self.settings.node_max_concurrent_tasks, [self.settings.face_detector] if detector else []
+        )
         self.core = NodeCore(
             node_id,
             link=SchedulerLink(scheduler_address),
             capabilities=capabilities,
             executor=run_render_task,
-            executor_kwargs={"storage": storage, "work_dir": work_dir, "encoders": capabilities["encoders"]},
+            executor_kwargs={
+                "storage": storage,
+                "work_dir": work_dir,
+                "encoders": capabilities["encoders"],
+                "detector": detector,
+                "sample_fps": self.settings.analysis_sample_fps,
+                "fast_decode": self.settings.analysis_fast_decode,
+                "hwaccel": "cuda" if "cuda" in capabilities["hwaccels"] else None,
+            },
         )
         host = self.settings.node_host or _node_ip()
         self.server, self.address = serve_node(self.core, host)

@@ -14,12 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import psutil
-
 from reelfarm.v1 import common_pb2
+
 from render_nodes import media
 from render_nodes.scheduler_link import SchedulerLink
 from render_nodes.tasks import TaskFailure, TaskOutcome
@@ -68,12 +67,12 @@ def detect_gpus() -> list[dict]:
     return gpus
 
 
-def detect_capabilities(max_concurrent_tasks: int) -> dict:
+def detect_capabilities(max_concurrent_tasks: int, detector_backends: list[str]) -> dict:
     """What this node can really do, probed here (one-frame test encodes, not `-encoders`)."""
     return {
         "gpus": detect_gpus(),
         "encoders": media.probe_encoders(),
-        "detector_backends": [],
+        "detector_backends": detector_backends,
         "max_concurrent_tasks": max_concurrent_tasks,
         "hwaccels": ["cuda"] if media.hwaccel_works("cuda") else [],
     }

@@ -10,7 +10,10 @@ from pathlib import Path
 
 from control_plane.storage import Storage
 from render_nodes import pipeline
+from render_nodes.captions import Word
+from render_nodes.faces import FaceDetector
 from render_nodes.media import Cancelled, MediaError
+from render_nodes.reframe import ReframeConfig
 
 ENCODER_BY_PREFERENCE = {"nvenc": "h264_nvenc", "x264": "libx264"}
 
@@ -48,6 +51,10 @@ def run_render_task(
     encoders: list[str],
     on_progress: ProgressFn,
     cancel: threading.Event,
+    detector: FaceDetector | None = None,
+    sample_fps: float = 5.0,
+    fast_decode: bool = True,
+    hwaccel: str | None = None,
 ) -> TaskOutcome:
     spec = task["render"]
     task_dir = work_dir / "tasks" / task["task_id"]
@@ -69,6 +76,13 @@ def run_render_task(
             encoder=choose_encoder(spec.get("encoder_preference", "auto"), encoders),
             x264_preset=spec.get("x264_preset") or "veryfast",
             work_dir=task_dir,
+            detector=detector,
+            reframe=ReframeConfig(two_faces=spec.get("two_faces") or "pad"),
+            caption_preset=spec.get("caption_preset") or "none",
+            words=[Word(w["text"], float(w["start_seconds"]), float(w["end_seconds"])) for w in spec.get("words", [])],
+            sample_fps=sample_fps,
+            fast_decode=fast_decode,
+            hwaccel=hwaccel,
         )
         try:
             rendered = pipeline.render_clip(request, on_progress=on_progress, cancel=cancel)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from render_nodes.pipeline import output_size
+from render_nodes.geometry import output_size
 
 # Seconds per clipLength value (reels document: 3-15 s, 20-45 s, 45-90 s).
 CLIP_LENGTH_RANGES = {"short": (3.0, 15.0), "medium": (20.0, 45.0), "long": (45.0, 90.0)}
@@ -63,7 +63,18 @@ def render_spec(*, job, video, clip: PlannedClip) -> dict:
         "encoder_preference": settings.get("encoder", "auto"),
         "x264_preset": settings.get("x264_preset", "veryfast"),
         "caption_preset": job.options.get("captionPreset", "none"),
+        "words": clip_words(job.options.get("transcript") or [], clip.start_seconds, clip.end_seconds),
+        "two_faces": settings.get("two_faces", "pad"),
     }
+
+
+def clip_words(transcript: list[dict], start: float, end: float) -> list[dict]:
+    """The transcript words that overlap [start, end), as CaptionWord fields."""
+    return [
+        {"text": w["text"], "start_seconds": w["start"], "end_seconds": w["end"]}
+        for w in transcript
+        if w["end"] > start and w["start"] < end
+    ]
 
 
 def required_encoders(encoder_preference: str) -> list[str]:

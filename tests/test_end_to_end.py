@@ -90,3 +90,32 @@ def test_jobs_list_newest_first_and_clips_404_until_completed(client: ReelFarmCl
     client.wait(first, timeout=120)
     client.wait(second, timeout=120)
     assert client.http.get(f"/api/clips/{second}").status_code == 200
+
+
+def test_captions_and_reframing_reach_the_manifest(client: ReelFarmClient, sample_video, tmp_path):
+    words = [{"text": w, "start": 0.5 + 0.5 * i, "end": 0.9 + 0.5 * i} for i, w in enumerate("one two three".split())]
+    created = client.upload(sample_video, {"mode": "none", "captionPreset": "karaoke", "transcript": words})
+    job = client.wait(created["jobId"], timeout=120)
+    assert job["status"] == "completed", job
+    manifest = client.download_all(created["jobId"], tmp_path / "out")
+    clip = manifest["clips"][0]
+    assert {f["filename"] for f in clip["files"]} == {"clip_01.mp4", "clip_01.jpg", "clip_01.ass"}
+    assert clip["captionsUrl"].endswith("/clip_01.ass")
+    track = (tmp_path / "out" / "clip_01.ass").read_text()
+    assert "\\k" in track and "three" in track
+    quality = clip["quality"]
+    assert quality["captions"] == "karaoke"
+    assert quality["detector"] == "blazeface-full-range-sparse" and quality["encoder"] == "libx264"
+    # testsrc2 has no face: one shot, a centred crop, and the manifest says so.
+    assert [s["fallback"] for s in quality["shots"]] == ["centre"]
+    assert quality["face_coverage"] is None
+
+
+def test_a_bad_transcript_is_a_400_naming_the_field(client: ReelFarmClient, sample_video):
+    response = client.http.post(
+        "/api/upload",
+        files={"video": ("sample.mp4", sample_video.read_bytes(), "video/mp4")},
+        data={"options": '{"transcript": [{"text": "hi", "start": 2.0, "end": 1.0}]}'},
+    )
+    assert response.status_code == 400
+    assert "options.transcript.0" in response.json()["error"]

@@ -47,6 +47,8 @@ def manifest(*, session: Session, job: Job) -> dict:
                 "width": clip.width,
                 "height": clip.height,
                 "encoder": clip.encoder,
+                "captionsUrl": f"{base}.ass" if f"{stem}.ass" in artifacts else None,
+                "quality": _quality(clip.render_info or {}),
                 "metadata": clip.clip_metadata or {},
                 "files": [e for e in (_file_entry(artifacts.get(f"{stem}.{ext}")) for ext in ("mp4", "jpg", "ass")) if e],
             }
@@ -58,6 +60,18 @@ def manifest(*, session: Session, job: Job) -> dict:
         "selection": (job.render_settings or {}).get("selection"),
         "source": {"sha256": video.sha256, "width": video.width, "height": video.height},
         "clips": clips,
+    }
+
+
+def _quality(info: dict) -> dict:
+    """What the render node measured about its reframing (render_nodes/reframe.py)."""
+    return {
+        "detector": info.get("detector"),
+        "encoder": info.get("encoder"),
+        "face_coverage": info.get("face_coverage"),
+        "crop_jitter": info.get("crop_jitter"),
+        "captions": info.get("captions", "none"),
+        "shots": info.get("shots", []),
     }
 
 

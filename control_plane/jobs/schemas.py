@@ -9,6 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from control_plane.errors import ApiError
 
 
+class TranscriptWord(BaseModel):
+    """One spoken word, timed in source seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=100)
+    start: float = Field(ge=0)
+    end: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TranscriptWord":
+        if self.end <= self.start:
+            raise ValueError("end must be greater than start")
+        return self
+
+
 class ProcessOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -23,6 +39,10 @@ class ProcessOptions(BaseModel):
     genre: Literal["podcast", "interview", "vlog", "tutorial", "auto"] = Field("auto", description="Content genre")
     trimStart: float = Field(0.0, ge=0, description="Cut the source before this many seconds")
     trimEnd: float | None = Field(None, gt=0, description="Cut the source after this many seconds")
+    # Until transcription exists, captions are drawn from words given with the job.
+    transcript: list[TranscriptWord] | None = Field(
+        None, max_length=100_000, description="Timed words {text, start, end} in source seconds, for captions"
+    )
 
     @model_validator(mode="after")
     def _trim_order(self) -> "ProcessOptions":

@@ -23,7 +23,12 @@ JobListener = Callable[[str], None]
 
 def render_settings(settings: Settings) -> dict:
     """Render choices fixed when a job is made, so a settings change never alters a running job."""
-    return {"output_height": settings.output_height, "encoder": settings.encoder, "x264_preset": settings.x264_preset}
+    return {
+        "output_height": settings.output_height,
+        "encoder": settings.encoder,
+        "x264_preset": settings.x264_preset,
+        "two_faces": settings.two_faces,
+    }
 
 
 def create_video_from_upload(

@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-22 18:23:42.403567
 """
-from alembic import op
 import sqlalchemy as sa
-import control_plane.database
+from alembic import op
 
+import control_plane.database
 
 revision = '0001'
 down_revision = None
