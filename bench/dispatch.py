@@ -27,13 +27,6 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from control_plane.accounts.models import Account  # noqa: E402
-from control_plane.config import Settings  # noqa: E402
-from control_plane.database import make_engine, make_session_factory, session_scope  # noqa: E402
-from control_plane.jobs.schemas import ProcessOptions  # noqa: E402
-from control_plane.jobs.service import create_job  # noqa: E402
-from control_plane.migrate import upgrade  # noqa: E402
-from control_plane.videos.models import Video  # noqa: E402
 from reelfarm.v1 import (  # noqa: E402
     common_pb2,
     render_node_pb2,
@@ -41,6 +34,14 @@ from reelfarm.v1 import (  # noqa: E402
     scheduler_pb2,
     scheduler_pb2_grpc,
 )
+
+from control_plane.accounts.models import Account  # noqa: E402
+from control_plane.config import Settings  # noqa: E402
+from control_plane.database import make_engine, make_session_factory, session_scope  # noqa: E402
+from control_plane.jobs.schemas import ProcessOptions  # noqa: E402
+from control_plane.jobs.service import create_job  # noqa: E402
+from control_plane.migrate import upgrade  # noqa: E402
+from control_plane.videos.models import Video  # noqa: E402
 from scheduler.server import SchedulerServer  # noqa: E402
 
 SLOTS_PER_NODE = 2

@@ -232,10 +232,13 @@ def plan_crop_path(
         subject_label = "face"
 
         second = ranked[1] if len(ranked) > 1 else None
-        if second is not None and len(second) >= 0.5 * len(samples) and _track_score(
-            second, len(samples)
-        ) >= 0.5 * _track_score(subject, len(samples)):
-            both = [_box_px(b, source_width, source_height) for b in list(subject.values()) + list(second.values())]
+        # A second face counts only when it is on screen *with* the subject most of the shot
+        # (two faces one after the other, e.g. across a missed cut, are not a pair).
+        together = sorted(set(subject) & set(second)) if second is not None else []
+        if len(together) >= 0.5 * len(samples) and _track_score(second, len(samples)) >= 0.5 * _track_score(
+            subject, len(samples)
+        ):
+            both = [_box_px(t[i], source_width, source_height) for t in (subject, second) for i in together]
             left = min(x for x, _, _, _ in both)
             right = max(x + w for x, _, w, _ in both)
             if right - left <= crop_w * 0.95:  # both fit: frame the pair

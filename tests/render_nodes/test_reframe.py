@@ -244,3 +244,21 @@ def test_captions_are_burned_in_only_when_a_preset_is_on(face_video, detector, t
     outside_on = frame_on.copy()
     outside_on[y : y + h, x : x + w] = frame_off[y : y + h, x : x + w]
     assert (np.abs(outside_on - frame_off).sum(axis=2) > 120).mean() < 0.002
+
+
+def test_faces_seen_one_after_the_other_are_not_a_pair():
+    from render_nodes.analysis import FaceSample
+
+    # One face on the left for 2 s, then another on the right (say, a cut the detector
+    # missed): each is present half the shot, but never together, so no pad.
+    left, right = FaceBox(0.1, 0.3, 0.08, 0.15, 0.9), FaceBox(0.8, 0.3, 0.08, 0.15, 0.9)
+    samples = [FaceSample(i / 5, (left if i < 10 else right,)) for i in range(20)]
+    scan = SourceScan(start=0, end=4, cuts=[], samples=samples)
+    path = plan_crop_path(scan, source_width=WIDTH, source_height=HEIGHT, aspect_ratio="9:16", fps=FPS,
+                          duration=4.0)
+    assert path.shots[0].mode != "pad" and path.pad_intervals() == []
+    # Both really together for the whole shot, too far apart for one crop: pad.
+    samples = [FaceSample(i / 5, (left, right)) for i in range(20)]
+    path = plan_crop_path(SourceScan(start=0, end=4, cuts=[], samples=samples), source_width=WIDTH,
+                          source_height=HEIGHT, aspect_ratio="9:16", fps=FPS, duration=4.0)
+    assert path.shots[0].mode == "pad"
