@@ -17,7 +17,7 @@ moves. Positions are in source pixels, even (4:2:0 chroma), inside the frame.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -311,13 +311,46 @@ def crop_jitter(path: CropPath) -> float:
     return round(float(np.concatenate(accelerations).mean()), 4)
 
 
-def poster_time(path: CropPath, duration: float) -> float:
-    """A time where the subject is visible, preferring big, central-in-time samples; else mid-clip."""
-    best, best_score = duration / 2, -1.0
+def poster_time(path: CropPath, duration: float, among: set[float] | None = None) -> float:
+    """A time where the subject is visible, preferring big, central-in-time samples; else mid-clip.
+
+    `among` restricts the choice to these sample times (the candidates rendered already).
+    """
+    best, best_score = (min(among) if among else duration / 2), -1.0
     for t, box in path.subject_boxes:
-        if box is None or not (0 <= t < duration):
+        if box is None or not (0 <= t < duration) or (among is not None and t not in among):
             continue
         score = box[2] * box[3] * (1.0 - abs(t / max(duration, 1e-6) - 0.5))
         if score > best_score:
             best, best_score = t, score
     return best
+
+
+# ------------------------------------------------------------------ segments
+
+
+def segment_scan(scan: SourceScan, t0: float, t1: float) -> SourceScan:
+    """The part of a (possibly still growing) scan in clip seconds [t0, t1), re-timed to t0."""
+    return SourceScan(
+        start=scan.start + t0,
+        end=scan.start + t1,
+        samples=[FaceSample(s.time - t0, s.faces) for s in list(scan.samples) if t0 <= s.time < t1],
+        cuts=[c - t0 for c in list(scan.cuts) if t0 < c < t1],
+        detector=scan.detector,
+    )
+
+
+def join_paths(parts: list[tuple[float, CropPath]]) -> CropPath:
+    """One crop path from consecutive segment paths, each given with its clip start time."""
+    first = parts[0][1]
+    return CropPath(
+        source_width=first.source_width,
+        source_height=first.source_height,
+        crop_width=first.crop_width,
+        crop_height=first.crop_height,
+        fps=first.fps,
+        xs=np.concatenate([p.xs for _, p in parts]),
+        ys=np.concatenate([p.ys for _, p in parts]),
+        shots=[replace(shot, start=shot.start + t0, end=shot.end + t0) for t0, p in parts for shot in p.shots],
+        subject_boxes=[(t + t0, box) for t0, p in parts for t, box in p.subject_boxes],
+    )

@@ -12,7 +12,7 @@ from control_plane.storage import Storage
 from render_nodes import pipeline
 from render_nodes.captions import Word
 from render_nodes.faces import FaceDetector
-from render_nodes.media import Cancelled, MediaError
+from render_nodes.media import Cancelled, FfmpegFailed, MediaError
 from render_nodes.reframe import ReframeConfig
 
 ENCODER_BY_PREFERENCE = {"nvenc": "h264_nvenc", "x264": "libx264"}
@@ -88,6 +88,9 @@ def run_render_task(
             rendered = pipeline.render_clip(request, on_progress=on_progress, cancel=cancel)
         except Cancelled:
             raise TaskFailure("cancelled", retryable=False) from None
+        except FfmpegFailed as exc:
+            # Killed by a signal (OOM killer, a node being stopped): not the source's fault.
+            raise TaskFailure(str(exc), retryable=exc.returncode < 0) from exc
         except MediaError as exc:
             # The source itself is bad: another attempt would fail the same way.
             raise TaskFailure(str(exc), retryable=False) from exc

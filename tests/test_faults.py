@@ -43,10 +43,12 @@ def test_killed_node_actor_task_is_requeued_and_job_completes(start_stack, setti
     ray.kill(stack.nodes[0], no_restart=False)  # Ray restarts the actor; it registers again
 
     job = client.wait(job_id, timeout=180)
-    assert job["status"] == "completed", job
+    assert job["status"] == "completed", (job.get("error"), job.get("tasks"))
     (task,) = _tasks(stack, job_id)
     assert task.attempts == 2
-    assert "lost the task" in (task.error or "")
+    # Noticed either when the restarted actor registers without the task, or by the dying
+    # actor itself when Ray killed its ffmpeg first (a signal: retryable, not the source's fault).
+    assert "lost the task" in (task.error or "") or "exit code -9" in (task.error or ""), task.error
     assert client.manifest(job_id)["clipCount"] == 1
 
 
@@ -62,7 +64,7 @@ def test_silent_node_times_out_and_another_node_finishes(start_stack, settings, 
     ray.kill(victim, no_restart=True)  # no restart: only the heartbeat timeout can notice
 
     job = client.wait(job_id, timeout=180)
-    assert job["status"] == "completed", job
+    assert job["status"] == "completed", (job.get("error"), job.get("tasks"))
     (task,) = _tasks(stack, job_id)
     assert task.attempts == 2
     assert "stopped responding" in (task.error or "")
@@ -83,7 +85,7 @@ def test_scheduler_restart_mid_job_completes_without_rendering_twice(start_stack
                                       session_factory=stack.session_factory).start()
 
     job = client.wait(job_id, timeout=180)
-    assert job["status"] == "completed", job
+    assert job["status"] == "completed", (job.get("error"), job.get("tasks"))
     tasks = _tasks(stack, job_id)
     assert [t.attempts for t in tasks] == [1, 1]
     started = sum(ray.get(h.status.remote())["started"] for h in stack.nodes)

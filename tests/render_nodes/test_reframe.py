@@ -177,9 +177,11 @@ def test_tracker_keeps_one_identity_for_a_moving_face():
 # ------------------------------------------------------------------ full renders
 
 
-def _frame_rgb(video: Path, at: float, size: tuple[int, int]) -> np.ndarray:
+def _frame_rgb(video: Path, at: float | None, size: tuple[int, int]) -> np.ndarray:
+    """One frame as RGB; `at=None` for a still image (image2 returns nothing after -ss 0)."""
+    seek = [] if at is None else ["-ss", f"{at}"]
     raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-ss", f"{at}", "-i", str(video), "-frames:v", "1",
+        ["ffmpeg", "-v", "error", *seek, "-i", str(video), "-frames:v", "1",
          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         check=True, capture_output=True,
     ).stdout  # fmt: skip
@@ -262,3 +264,36 @@ def test_faces_seen_one_after_the_other_are_not_a_pair():
     path = plan_crop_path(SourceScan(start=0, end=4, cuts=[], samples=samples), source_width=WIDTH,
                           source_height=HEIGHT, aspect_ratio="9:16", fps=FPS, duration=4.0)
     assert path.shots[0].mode == "pad"
+
+
+def test_poster_is_the_planned_frame_of_the_clip(face_video, detector, tmp_path):
+    result, size = _render(face_video, detector, tmp_path)
+    clip = next(f.path for f in result.files if f.name == "clip_01.mp4")
+    poster = next(f.path for f in result.files if f.name == "clip_01.jpg")
+    at = result.info["poster_seconds"]
+    expected = _frame_rgb(clip, at, size).astype(int)
+    got = _frame_rgb(poster, None, size).astype(int)
+    neighbour = _frame_rgb(clip, at + 0.6, size).astype(int)
+    # JPEG vs H.264 of the same frame differ by a few levels; another moment differs more.
+    assert np.abs(got - expected).mean() < 6
+    assert np.abs(got - expected).mean() < np.abs(got - neighbour).mean()
+
+
+def test_segments_overlap_analysis_and_progress_never_goes_back(face_video, detector, tmp_path):
+    width, height = output_size("9:16", 320)
+    seen: list[tuple[str, float]] = []
+    req = RenderRequest(
+        source_path=face_video[0], clip_index=2, start_seconds=0.0, end_seconds=DURATION, aspect_ratio="9:16",
+        output_width=width, output_height=height, encoder="libx264", x264_preset="ultrafast",
+        work_dir=tmp_path, detector=detector,
+    )  # fmt: skip
+    result = render_clip(req, on_progress=lambda stage, pct: seen.append((stage, pct)))
+    # Cuts at 2.0, 5.0 and 6.52 s: segments of >= 4 s end at 5.0 s, then at the end.
+    assert result.info["segments"] == 2
+    percents = [pct for _, pct in seen]
+    assert percents == sorted(percents) and percents[-1] >= 97
+    stages = [stage for stage, _ in seen]
+    assert stages.index("rendering") > stages.index("analysing")
+    assert "analysing" not in stages[stages.index("rendering"):]
+    # No segment files are left behind: only the artifacts.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_02.jpg", "clip_02.mp4"]
