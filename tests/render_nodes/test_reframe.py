@@ -297,3 +297,15 @@ def test_segments_overlap_analysis_and_progress_never_goes_back(face_video, dete
     assert "analysing" not in stages[stages.index("rendering"):]
     # No segment files are left behind: only the artifacts.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_02.jpg", "clip_02.mp4"]
+
+
+def test_camera_holds_still_while_the_whole_face_fits_in_one_crop():
+    config = ReframeConfig()
+    crop, width = 200, 640
+    sway = 100 + 40 * np.sin(np.arange(100) / 8)  # beyond the dead band (16 px)...
+    _, mode = _camera(sway, 0, width - crop, crop, FPS, width, config)
+    assert mode != "stationary"
+    # ...but a 60 px face swaying 80 px always fits one 200 px crop (with 5% margins).
+    held, mode = _camera(sway, 0, width - crop, crop, FPS, width, config, extent=(150.0, 290.0))
+    assert mode == "stationary" and np.ptp(held) == 0
+    assert held[0] <= 150 and held[0] + crop >= 290
