@@ -29,15 +29,27 @@ def open_database(settings: Settings):
     return engine, make_session_factory(engine)
 
 
-def init_local_ray(node_count: int, **kwargs) -> None:
+def init_local_ray(node_count: int, attempts: int = 2, **kwargs) -> None:
+    """Start a local Ray for the embedded stack (retried: on a busy 2-core machine its
+    raylet has been seen to miss Ray's fixed 30 s start-up window once in a while)."""
     if ray.is_initialized():
         return
-    ray.init(
-        num_cpus=max(2, os.cpu_count() or 2),
-        include_dashboard=False,
-        resources={RENDER_SLOT: node_count},
-        **kwargs,
-    )
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(
+                num_cpus=max(2, os.cpu_count() or 2),
+                include_dashboard=False,
+                resources={RENDER_SLOT: node_count},
+                # Everything is on this machine: no need to discover an outward address.
+                _node_ip_address="127.0.0.1",
+                **kwargs,
+            )
+            return
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == attempts:
+                raise
+            log.warning("local Ray did not start (%s); trying again", exc)
+            ray.shutdown()
 
 
 class EmbeddedStack:
