@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -207,7 +206,6 @@ def main() -> None:
             results["p7"] = p7(Path(tmp), args.clip_seconds)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    _ = resource  # RUSAGE numbers come from the child
 
 
 if __name__ == "__main__":

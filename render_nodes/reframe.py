@@ -71,12 +71,6 @@ class CropPath:
     def frame_at(self, t: float) -> int:
         return min(len(self.xs) - 1, max(0, int(math.floor(t * self.fps + 1e-6))))
 
-    def shot_at(self, t: float) -> ShotPlan:
-        for shot in self.shots:
-            if shot.start <= t < shot.end:
-                return shot
-        return self.shots[-1]
-
     def pad_intervals(self) -> list[tuple[float, float]]:
         return [(s.start, s.end) for s in self.shots if s.mode == "pad"]
 
