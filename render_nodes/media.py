@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +227,96 @@ def run_ffmpeg(
         raise FfmpegFailed(_failure_reason(tail, returncode), returncode)
     if on_progress is not None and reported < 100.0:
         on_progress(100.0)
+
+
+class FfmpegPipe:
+    """ffmpeg reading raw frames on stdin, fed from a writer thread.
+
+    ``write`` queues a frame (a sequence of buffers written back to back) and returns at
+    once unless ``max_queued`` frames are waiting, so the caller decodes the next frame
+    while ffmpeg encodes; ``close`` waits for ffmpeg and raises :class:`FfmpegFailed`
+    with its stderr's explanation when it failed.
+    """
+
+    # Linux lets an unprivileged process grow a pipe to 1 MiB: fewer wake-ups per frame.
+    _PIPE_BYTES = 1 << 20
+    _F_SETPIPE_SZ = 1031
+
+    def __init__(self, args: list[str], *, cwd: str | os.PathLike[str] | None = None, max_queued: int = 8) -> None:
+        cmd = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error", *args]
+        try:
+            self._proc = subprocess.Popen(
+                cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=False, preexec_fn=_child_setup(),
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            raise MediaError(f"{FFMPEG} is not installed") from exc
+        assert self._proc.stdin is not None and self._proc.stderr is not None
+        try:
+            import fcntl
+
+            fcntl.fcntl(self._proc.stdin.fileno(), self._F_SETPIPE_SZ, self._PIPE_BYTES)
+        except (ImportError, OSError):
+            pass  # a smaller pipe only means more context switches
+        self._tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+        self._frames: queue.Queue[Sequence[Any] | None] = queue.Queue(maxsize=max_queued)
+        self._broken = threading.Event()  # ffmpeg stopped reading: it failed
+        self._stderr_reader = threading.Thread(
+            target=_collect_lines,
+            args=((line.decode("utf-8", "replace") for line in self._proc.stderr), self._tail),
+            daemon=True,
+        )
+        self._writer = threading.Thread(target=self._write_frames, daemon=True)
+        self._stderr_reader.start()
+        self._writer.start()
+
+    def _write_frames(self) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        try:
+            while (frame := self._frames.get()) is not None:
+                if not self._broken.is_set():
+                    for buffer in frame:
+                        stdin.write(buffer)
+        except (BrokenPipeError, OSError):
+            self._broken.set()
+            while self._frames.get() is not None:  # unblock the producer until close()
+                pass
+        finally:
+            try:
+                stdin.close()
+            except OSError:
+                pass
+
+    def write(self, frame: Sequence[Any]) -> None:
+        if self._broken.is_set():
+            self._fail()
+        self._frames.put(frame)
+
+    def close(self) -> None:
+        """Finish the stream and wait for ffmpeg; raises FfmpegFailed if it failed."""
+        self._frames.put(None)
+        self._writer.join()
+        returncode = self._proc.wait()
+        self._stderr_reader.join()
+        if returncode != 0:
+            raise FfmpegFailed(_failure_reason(self._tail, returncode), returncode)
+
+    def kill(self) -> None:
+        """Abandon the output (cancel, or a failure on our side)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._broken.set()
+        if self._writer.is_alive():
+            self._frames.put(None)
+        self._writer.join()
+        self._proc.wait()
+        self._stderr_reader.join()
+
+    def _fail(self) -> None:
+        returncode = self._proc.wait()
+        self._stderr_reader.join()
+        raise FfmpegFailed(_failure_reason(self._tail, returncode or 1), returncode or 1)
 
 
 def _read_progress(stream: Iterable[str], expected_duration: float, updates: queue.Queue[object]) -> None:
