@@ -1,11 +1,12 @@
-"""One streaming decode of a clip's source range: shot cuts and sampled face detections.
+"""Shot cuts and sampled face detections from decoded frames.
 
-Frames are decoded once with PyAV and never kept: every decoded frame feeds the shot
-detector (a luma/chroma histogram read straight from the decoded planes, no scaling),
-and about `sample_fps` frames a second are scaled to the detector's input size and
-detected in batches. Memory stays flat in the source's duration.
+Every decoded frame feeds the shot detector (a luma/chroma histogram read straight
+from the decoded planes, no scaling), and about `sample_fps` frames a second are scaled
+to the detector's input size and detected in batches (`FrameAnalyser`). The renderer
+pushes the frames it decodes for the encoder, so a clip is decoded once; `scan_source`
+is the analysis-only pass, streaming with flat memory.
 
-`fast_decode` skips non-reference (B-)frames, which nearly halves decode time on a
+In `scan_source`, `fast_decode` skips non-reference (B-)frames, which nearly halves decode time on a
 2-core machine. A cut must still be exact (the crop jumps on the cut frame), and x264
 does not always start a new shot with an I- or P-frame, so around every packet much
 bigger than its recent neighbours (a cut costs the encoder intra blocks) the next few
@@ -97,6 +98,76 @@ def _sample_size(width: int, height: int, longest: int) -> tuple[int, int]:
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
+class FrameAnalyser:
+    """Analysis of decoded frames as they stream past: shot cuts and sampled faces.
+
+    ``push`` every decoded frame (4:2:0) in order with its clip time; it says whether the
+    frame starts a new shot. About ``sample_fps`` frames a second are scaled to the
+    detector's input and queued; ``flush`` detects the queued ones into ``scan.samples``
+    (batched, which GPU detectors need; it also runs by itself every ``batch`` samples).
+    The caller records cuts, in whatever time base it plans in. ``compute_seconds`` is the
+    time spent here, not counting the decode.
+    """
+
+    def __init__(self, scan: SourceScan, detector: FaceDetector, *, sample_fps: float = 5.0,
+                 batch: int = _DETECT_BATCH) -> None:
+        self.scan = scan
+        self.detector = detector
+        self.batch = batch
+        self.compute_seconds = 0.0
+        scan.detector = detector.name
+        self._cuts = ShotCutDetector()
+        self._pending: list[tuple[float, np.ndarray]] = []
+        self._sample_every = 1.0 / sample_fps
+        self._next_sample = 0.0
+        self._size: tuple[int, int] | None = None
+
+    def push(self, frame, t: float) -> bool:
+        began = time.perf_counter()
+        self.scan.decoded_frames += 1
+        cut = self._cuts.push(t, plane_histogram(frame))
+        if cut:
+            self.flush()  # samples before the cut belong to the shot that just ended
+        if t + 1e-6 >= self._next_sample:
+            self._next_sample = (int(t / self._sample_every + 1e-6) + 1) * self._sample_every
+            self._size = self._size or _sample_size(frame.width, frame.height, self.detector.input_size)
+            # Area averaging: the right filter for a ~10x downscale, and faster than bicubic.
+            rgb = frame.reformat(
+                width=self._size[0], height=self._size[1], format="rgb24", interpolation="AREA"
+            ).to_ndarray()
+            self._pending.append((t, rgb))
+            if len(self._pending) >= self.batch:
+                self.flush()
+        self.compute_seconds += time.perf_counter() - began
+        return cut
+
+    def flush(self) -> None:
+        if self._pending:
+            began = time.perf_counter()
+            found = self.detector.detect([rgb for _, rgb in self._pending])
+            self.scan.samples.extend(
+                FaceSample(t, tuple(faces)) for (t, _), faces in zip(self._pending, found, strict=True)
+            )
+            self._pending.clear()
+            self.compute_seconds += time.perf_counter() - began
+
+
+def open_video(path, hwaccel: str | None = None):
+    """A PyAV container and its first video stream, set up for threaded decoding."""
+    import av  # lazy: the API process never needs PyAV
+
+    try:
+        container = av.open(str(path), hwaccel=_hwaccel(av, hwaccel) if hwaccel else None)
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot open source: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise MediaError("source has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
 def scan_source(
     path,
     *,
@@ -107,48 +178,28 @@ def scan_source(
     fast_decode: bool = True,
     hwaccel: str | None = None,
     on_progress: Callable[[float], None] | None = None,
-    on_cut: Callable[[float], None] | None = None,
     cancel: threading.Event | None = None,
-    into: SourceScan | None = None,
 ) -> SourceScan:
-    """Decode source seconds [start, end) once; return cuts and face samples (clip-relative times).
+    """Analyse source seconds [start, end) on their own: cuts and face samples, clip-relative.
 
-    `on_cut(t)` is called (on this thread) as soon as a cut at clip time t is found, once
-    every sample before t is in the scan's samples, so shots can be rendered while the
-    scan goes on; pass `into` to read the scan as it fills.
+    Rendering does not call this: it analyses the frames it decodes for the encoder
+    (render_nodes/pipeline.py). This is the analysis-only pass, for when no clip is made.
     """
-    import av  # lazy: the API process never needs PyAV
+    import av
 
     began = time.monotonic()
-    scan = into if into is not None else SourceScan(start=start, end=end)
-    scan.detector = detector.name
-    cuts = ShotCutDetector()
-    pending: list[tuple[float, np.ndarray]] = []
-    sample_every = 1.0 / sample_fps
-    next_sample = 0.0
+    scan = SourceScan(start=start, end=end)
+    analyser = FrameAnalyser(scan, detector, sample_fps=sample_fps)
     duration = max(1e-6, end - start)
     last_report = 0.0
-
-    def flush() -> None:
-        if pending:
-            found = detector.detect([rgb for _, rgb in pending])
-            scan.samples.extend(FaceSample(t, tuple(faces)) for (t, _), faces in zip(pending, found, strict=True))
-            pending.clear()
-
-    try:
-        container = av.open(str(path), hwaccel=_hwaccel(av, hwaccel) if hwaccel else None)
-    except av.FFmpegError as exc:
-        raise MediaError(f"cannot open source for analysis: {exc}") from exc
+    container, stream = open_video(path, hwaccel)
     with container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         # Deblocking only polishes edges: detection at <= 640 px and histograms do not
         # need it, and skipping it saves ~10% of the decode.
         stream.codec_context.options = {"skip_loop_filter": "all"}
         scan.decoder = "nvdec" if hwaccel else "cpu"
         if start > 0:
             container.seek(int(start / stream.time_base), stream=stream, backward=True)
-        size = None
         try:
             for frame in _decode(container, stream, fast_decode):
                 if frame.time is None or frame.time < start - 1e-3:
@@ -156,28 +207,18 @@ def scan_source(
                 if frame.time >= end:
                     break
                 t = frame.time - start
-                scan.decoded_frames += 1
                 if frame.format.name not in ("yuv420p", "yuvj420p"):
                     frame = frame.reformat(format="yuv420p")
-                if cuts.push(t, plane_histogram(frame)):
+                if analyser.push(frame, t):
                     scan.cuts.append(round(t, 6))
-                    if on_cut is not None:
-                        flush()
-                        on_cut(round(t, 6))
-                if t + 1e-6 >= next_sample:
-                    next_sample = (int(t / sample_every + 1e-6) + 1) * sample_every
-                    size = size or _sample_size(frame.width, frame.height, detector.input_size)
-                    pending.append((t, frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()))
-                    if len(pending) >= _DETECT_BATCH:
-                        flush()
-                        if cancel is not None and cancel.is_set():
-                            raise Cancelled()
-                        if on_progress is not None and t - last_report >= 1.0:
-                            last_report = t
-                            on_progress(min(100.0, 100.0 * t / duration))
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                if on_progress is not None and t - last_report >= 1.0:
+                    last_report = t
+                    on_progress(min(100.0, 100.0 * t / duration))
         except av.FFmpegError as exc:
             raise MediaError(f"source cannot be decoded: {exc}") from exc
-    flush()
+    analyser.flush()
     scan.seconds = round(time.monotonic() - began, 3)
     return scan
 
