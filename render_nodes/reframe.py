@@ -10,6 +10,11 @@ As in Google's AutoFlip, each shot gets one camera mode:
 and a shot without faces keeps a centred crop. A cut is a cut: each shot is planned on
 its own, so the crop jumps at shot boundaries and never pans across them.
 
+A shot longer than the renderer can buffer is planned in parts: each later part
+resumes from the camera state the previous part ended in (`CameraState`), holding
+still if the subject still fits and moving within the same limits otherwise, so the
+seam is invisible; the part's mode (crop or pad) is kept for the rest of the shot.
+
 The crop keeps the largest size the target aspect allows (no zoom): only its position
 moves. Positions are in source pixels, even (4:2:0 chroma), inside the frame.
 """
@@ -52,7 +57,19 @@ class ShotPlan:
     end: float
     mode: str  # stationary | panning | tracking | pad
     subject: str  # face | two_faces | none
-    fallback: str | None = None  # "centre" when the shot has no face
+    fallback: str | None = None  # "centre" when the shot has no face; "held" when it lost it
+    continued: bool = False  # a later part of the shot before it (see CameraState)
+
+
+@dataclass(frozen=True)
+class CameraState:
+    """Where a part of a shot left the camera: the next part starts from here."""
+
+    x: float
+    y: float
+    vx: float = 0.0  # px per frame
+    vy: float = 0.0
+    pad: bool = False
 
 
 @dataclass
@@ -71,8 +88,34 @@ class CropPath:
     def frame_at(self, t: float) -> int:
         return min(len(self.xs) - 1, max(0, int(math.floor(t * self.fps + 1e-6))))
 
-    def pad_intervals(self) -> list[tuple[float, float]]:
-        return [(s.start, s.end) for s in self.shots if s.mode == "pad"]
+    def pad_mask(self) -> np.ndarray:
+        """Per frame: shown whole over a blurred fill (a ``pad`` shot) rather than cropped."""
+        mask = np.zeros(len(self.xs), dtype=bool)
+        for shot in self.shots:
+            if shot.mode == "pad":
+                mask[self.frame_at_or_after(shot.start) : self.frame_at_or_after(shot.end)] = True
+        return mask
+
+    def frame_at_or_after(self, t: float) -> int:
+        return min(len(self.xs), max(0, int(math.ceil(t * self.fps - 1e-6))))
+
+    def head(self, frames: int) -> CropPath:
+        """The first `frames` frames of this path (a part committed while planning goes on)."""
+        end = frames / self.fps
+        return replace(
+            self,
+            xs=self.xs[:frames],
+            ys=self.ys[:frames],
+            shots=[replace(s, end=min(s.end, end)) for s in self.shots if s.start < end - 1e-9],
+            subject_boxes=[(t, box) for t, box in self.subject_boxes if t < end - 1e-9],
+        )
+
+    def end_state(self) -> CameraState:
+        n = len(self.xs)
+        vx = float(self.xs[-1] - self.xs[-2]) if n > 1 else 0.0
+        vy = float(self.ys[-1] - self.ys[-2]) if n > 1 else 0.0
+        pad = bool(self.shots) and self.shots[-1].mode == "pad"
+        return CameraState(float(self.xs[-1]), float(self.ys[-1]), vx, vy, pad)
 
 
 # ------------------------------------------------------------------ tracking
@@ -144,10 +187,23 @@ def _gaussian_smooth(values: np.ndarray, sigma_frames: float) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
-def _follow(target: np.ndarray, dead_band: float, max_speed: float, max_accel: float) -> np.ndarray:
-    """A camera that moves only when the target leaves the dead band, within speed/accel limits."""
+def _follow(
+    target: np.ndarray,
+    dead_band: float,
+    max_speed: float,
+    max_accel: float,
+    start: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """A camera that moves only when the target leaves the dead band, within speed/accel limits.
+
+    `start` (position, velocity per frame) continues a camera from a previous part.
+    """
     pos = np.empty_like(target)
-    pos[0], velocity = target[0], 0.0
+    if start is None:
+        pos[0], velocity = target[0], 0.0
+    else:
+        velocity = max(-max_speed, min(max_speed, start[1]))
+        pos[0] = start[0] + velocity
     for k in range(1, len(target)):
         error = target[k] - pos[k - 1]
         # Aim to close the error beyond the dead band within ~4 frames, braking in time to stop.
@@ -168,23 +224,38 @@ def _camera(
     source_size: int,
     config: ReframeConfig,
     extent: tuple[float, float] | None = None,
+    resume: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, str]:
     """Crop offsets (top-left) along one axis for one shot, and the camera mode used.
 
     `extent` is the span (first edge, last edge) the subject's box covers over the shot.
+    `resume` (position, velocity per frame) continues the camera of a previous part.
     """
     if high <= low or len(target) == 0:
         return np.full(len(target), low), "stationary"
-    if extent is not None and extent[1] - extent[0] <= crop_size * (1 - 2 * config.hold_margin):
-        held = (extent[0] + extent[1]) / 2 - crop_size / 2
-        return np.full(len(target), np.clip(held, low, high)), "stationary"
     band = config.dead_band * crop_size
+    margin = config.hold_margin * crop_size
+    fits = extent is not None and extent[1] - extent[0] <= crop_size - 2 * margin
+    held = np.clip((extent[0] + extent[1]) / 2 - crop_size / 2, low, high) if fits else None
+    speed_limit = config.max_speed * source_size / fps
+    accel_limit = config.max_accel * source_size / fps**2
+    if resume is not None:
+        position = resume[0]
+        if extent is not None and extent[0] >= position + margin and extent[1] <= position + crop_size - margin:
+            return np.full(len(target), position), "stationary"
+        if extent is None and float(np.abs(target - position).max()) <= band / 2:
+            return np.full(len(target), position), "stationary"
+        goal = np.full(len(target), held) if held is not None else _gaussian_smooth(target, config.smoothing_seconds * fps)
+        dead = 1.0 if held is not None else band / 2
+        path = _follow(goal, dead_band=dead, max_speed=speed_limit, max_accel=accel_limit, start=resume)
+        return np.clip(path, low, high), "tracking"
+    if held is not None:
+        return np.full(len(target), held), "stationary"
     if float(target.max() - target.min()) <= band:
         return np.full(len(target), np.clip(float(np.median(target)), low, high)), "stationary"
     frames = np.arange(len(target), dtype=float)
     slope, intercept = np.polyfit(frames, target, 1)
     line = slope * frames + intercept
-    speed_limit = config.max_speed * source_size / fps
     if float(np.abs(target - line).max()) <= band / 2 and abs(slope) <= speed_limit:
         return np.clip(line, low, high), "panning"
     smooth = _gaussian_smooth(target, config.smoothing_seconds * fps)
@@ -192,7 +263,7 @@ def _camera(
         smooth,
         dead_band=band / 2,
         max_speed=speed_limit,
-        max_accel=config.max_accel * source_size / fps**2,
+        max_accel=accel_limit,
     )
     return np.clip(path, low, high), "tracking"
 
@@ -210,7 +281,12 @@ def plan_crop_path(
     fps: float,
     duration: float,
     config: ReframeConfig | None = None,
+    resume: CameraState | None = None,
 ) -> CropPath:
+    """Plan the crop for every frame of `duration` seconds at `fps`, shot by shot.
+
+    With `resume`, the first shot continues a shot whose earlier part ended in that state.
+    """
     config = config or ReframeConfig()
     crop_w, crop_h, centre_x, centre_y = centre_crop(source_width, source_height, aspect_ratio)
     frame_count = max(1, int(round(duration * fps)))
@@ -226,11 +302,21 @@ def plan_crop_path(
         if last <= first:
             continue
         samples = [s for s in scan.samples if shot_start <= s.time < shot_end]
+        carried = resume if first == 0 else None
+        if carried is not None and carried.pad:
+            shots.append(ShotPlan(shot_start, shot_end, "pad", "two_faces", continued=True))
+            subject_boxes += [(s.time, None) for s in samples]
+            continue
+        continued = carried is not None
         tracks = track_faces(samples)
         ranked = sorted(tracks, key=lambda t: _track_score(t, len(samples)), reverse=True)
         subject = ranked[0] if ranked and len(ranked[0]) >= config.min_presence * len(samples) else None
         if subject is None:
-            shots.append(ShotPlan(shot_start, shot_end, "stationary", "none", fallback="centre"))
+            if carried is not None:  # lost the face mid-shot: stay where the camera is
+                xs[first:last], ys[first:last] = carried.x, carried.y
+                shots.append(ShotPlan(shot_start, shot_end, "stationary", "none", fallback="held", continued=True))
+            else:
+                shots.append(ShotPlan(shot_start, shot_end, "stationary", "none", fallback="centre"))
             subject_boxes += [(s.time, None) for s in samples]
             continue
 
@@ -256,7 +342,7 @@ def plan_crop_path(
                 mid = (left + right) / 2
                 centre_xs = np.full_like(centre_xs, mid)
                 subject_label = "two_faces"
-            elif config.two_faces == "pad":
+            elif config.two_faces == "pad" and not continued:  # a shot never switches to pad midway
                 shots.append(ShotPlan(shot_start, shot_end, "pad", "two_faces"))
                 subject_boxes += [(s.time, None) for s in samples]
                 continue
@@ -268,12 +354,18 @@ def plan_crop_path(
         if subject_label == "face":
             extent_x = (min(x for x, _, _, _ in boxes), max(x + w for x, _, w, _ in boxes))
             extent_y = (min(y for _, y, _, _ in boxes), max(y + h for _, y, _, h in boxes))
-        path_x, mode_x = _camera(target_x, 0, source_width - crop_w, crop_w, fps, source_width, config, extent_x)
-        path_y, mode_y = _camera(target_y, 0, source_height - crop_h, crop_h, fps, source_height, config, extent_y)
+        path_x, mode_x = _camera(
+            target_x, 0, source_width - crop_w, crop_w, fps, source_width, config, extent_x,
+            resume=(carried.x, carried.vx) if carried else None,
+        )  # fmt: skip
+        path_y, mode_y = _camera(
+            target_y, 0, source_height - crop_h, crop_h, fps, source_height, config, extent_y,
+            resume=(carried.y, carried.vy) if carried else None,
+        )  # fmt: skip
         xs[first:last], ys[first:last] = path_x, path_y
         modes = {mode_x, mode_y}
         mode = "tracking" if "tracking" in modes else "panning" if "panning" in modes else "stationary"
-        shots.append(ShotPlan(shot_start, shot_end, mode, subject_label))
+        shots.append(ShotPlan(shot_start, shot_end, mode, subject_label, continued=continued))
         boxes_by_sample = {i: b for i, b in zip(seen, boxes)}
         subject_boxes += [(s.time, boxes_by_sample.get(i)) for i, s in enumerate(samples)]
 
@@ -326,22 +418,24 @@ def crop_jitter(path: CropPath) -> float:
     return round(float(np.concatenate(accelerations).mean()), 4)
 
 
-def poster_time(path: CropPath, duration: float, among: set[float] | None = None) -> float:
-    """A time where the subject is visible, preferring big, central-in-time samples; else mid-clip.
+def poster_score(t: float, box: tuple[float, float, float, float] | None, duration: float) -> float:
+    """How good a poster the frame at clip time `t` makes: a big subject, away from the ends."""
+    if box is None or not (0 <= t < duration):
+        return -1.0
+    return box[2] * box[3] * (1.0 - abs(t / max(duration, 1e-6) - 0.5))
 
-    `among` restricts the choice to these sample times (the candidates rendered already).
-    """
-    best, best_score = (min(among) if among else duration / 2), -1.0
+
+def poster_time(path: CropPath, duration: float) -> float:
+    """The sample time where the subject makes the best poster; mid-clip if there is none."""
+    best, best_score = duration / 2, -1.0
     for t, box in path.subject_boxes:
-        if box is None or not (0 <= t < duration) or (among is not None and t not in among):
-            continue
-        score = box[2] * box[3] * (1.0 - abs(t / max(duration, 1e-6) - 0.5))
+        score = poster_score(t, box, duration)
         if score > best_score:
             best, best_score = t, score
     return best
 
 
-# ------------------------------------------------------------------ segments
+# ------------------------------------------------------------------ parts
 
 
 def segment_scan(scan: SourceScan, t0: float, t1: float) -> SourceScan:
@@ -355,8 +449,22 @@ def segment_scan(scan: SourceScan, t0: float, t1: float) -> SourceScan:
     )
 
 
+def _merge_parts(shots: list[ShotPlan]) -> list[ShotPlan]:
+    """One entry per shot: parts of a shot planned separately are reported together."""
+    merged: list[ShotPlan] = []
+    for shot in shots:
+        if shot.continued and merged:
+            before = merged[-1]
+            mode = before.mode if before.mode == shot.mode else "tracking"
+            subject = before.subject if before.subject != "none" else shot.subject
+            merged[-1] = replace(before, end=shot.end, mode=mode, subject=subject)
+        else:
+            merged.append(replace(shot, continued=False))
+    return merged
+
+
 def join_paths(parts: list[tuple[float, CropPath]]) -> CropPath:
-    """One crop path from consecutive segment paths, each given with its clip start time."""
+    """One crop path from consecutive part paths, each given with its clip start time."""
     first = parts[0][1]
     return CropPath(
         source_width=first.source_width,
@@ -366,6 +474,8 @@ def join_paths(parts: list[tuple[float, CropPath]]) -> CropPath:
         fps=first.fps,
         xs=np.concatenate([p.xs for _, p in parts]),
         ys=np.concatenate([p.ys for _, p in parts]),
-        shots=[replace(shot, start=shot.start + t0, end=shot.end + t0) for t0, p in parts for shot in p.shots],
+        shots=_merge_parts(
+            [replace(shot, start=shot.start + t0, end=shot.end + t0) for t0, p in parts for shot in p.shots]
+        ),
         subject_boxes=[(t + t0, box) for t0, p in parts for t, box in p.subject_boxes],
     )
