@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     face_model_path: Path | None = None
     two_faces: Literal["pad", "subject"] = "pad"
     analysis_sample_fps: float = Field(default=5.0, gt=0, le=30)
-    # Decode B-frames in analysis only around likely cuts: ~40% faster (render_nodes/analysis.py).
-    analysis_fast_decode: bool = True
+    # Decoded frames a render holds while their shot is planned (render_nodes/pipeline.py):
+    # ~5 s of 1080p30 in 512 MiB; longer shots are planned in parts.
+    render_frame_buffer_mb: int = Field(default=512, ge=32, le=16384)
 
     @field_validator("data_dir", "work_dir")
     @classmethod

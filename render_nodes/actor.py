@@ -57,7 +57,7 @@ class RenderNode:
                 "encoders": capabilities["encoders"],
                 "detector": detector,
                 "sample_fps": self.settings.analysis_sample_fps,
-                "fast_decode": self.settings.analysis_fast_decode,
+                "frame_buffer_mb": self.settings.render_frame_buffer_mb,
                 "hwaccel": "cuda" if "cuda" in capabilities["hwaccels"] else None,
             },
         )

@@ -1,35 +1,48 @@
-"""Render one reframed, captioned clip from a source video.
+"""Render one reframed, captioned clip from a source video: one decode, one encode.
 
-1. Analyse: one streaming decode of the clip's range finds shot cuts and samples faces
-   (render_nodes/analysis.py); render_nodes/reframe.py turns them into a per-frame crop path.
-2. Render: one ffmpeg pass trims accurately, moves the crop along the path (sendcmd),
-   scales, burns captions in (libass), loudness-normalises the audio and encodes with
-   +faststart.
-3. Poster: one frame of the clip where the subject is visible.
-Uploading the results is the caller's job.
+With a face detector, the clip's frames are decoded once, here (PyAV), and each
+decoded frame feeds both the analysis (render_nodes/analysis.py: shot cuts, faces
+sampled ~5 times a second) and, once render_nodes/reframe.py has planned its crop, the
+encoder: an ffmpeg process that reads the cropped frames on a pipe, scales them, burns
+the captions in (libass), loudness-normalises the audio and encodes with +faststart.
+Decoding twice (an analysis pass, then ffmpeg decoding the source again) cost as much
+as the whole analysis budget: decode is ~15% of x264's time here.
+
+Frames wait in memory until their shot is planned: a cut ends a shot, and a shot longer
+than the frame buffer (`frame_buffer_mb`) is planned in parts, each resuming the camera
+where the last one left it. Memory is bounded by the buffer, never by the source.
+
+Without a detector the clip is a static centre crop and ffmpeg does everything.
+The poster is a frame of the clip where the subject is visible. Uploading is the
+caller's job.
 """
 
 from __future__ import annotations
 
-import queue
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from render_nodes.analysis import SourceScan, scan_source
+import numpy as np
+
+from render_nodes.analysis import FrameAnalyser, SourceScan, open_video
 from render_nodes.captions import Word, ass_filter, build_caption_track
-from render_nodes.media import Cancelled, MediaError, probe, run_ffmpeg
+from render_nodes.media import Cancelled, FfmpegPipe, MediaError, MediaInfo, probe, run_ffmpeg
 from render_nodes.reframe import (
+    CameraState,
     CropPath,
     ReframeConfig,
     crop_jitter,
     face_coverage,
     join_paths,
     plan_crop_path,
-    poster_time,
+    poster_score,
     segment_scan,
 )
 
@@ -40,19 +53,18 @@ ENCODERS = ("libx264", "h264_nvenc")
 
 # Share of the whole task's progress each stage ends at.
 _PROBED = 2.0
-_ANALYSED = 20.0
-_RENDERED = 92.0
+_RENDERED = 95.0
 _POSTER_DONE = 97.0
 # Shorter ranges would round to no frames at all.
 _MIN_CLIP_SECONDS = 0.05
 # A clip this much shorter than asked means the source ended early (truncated or
-# corrupt data that ffprobe's header read could not see); ffmpeg itself exits 0.
+# corrupt data that ffprobe's header read could not see); decoders just stop.
 _SHORTFALL_TOLERANCE_SECONDS = 0.5
 # Social platforms normalise to about -14 LUFS; matching it avoids their turning us down.
 _LOUDNORM = "loudnorm=I=-14:TP=-1.5:LRA=11"
-_CROP_FILTER = "crop@reframe"
-# Shorter segments would spend more on ffmpeg start-up and keyframes than overlap saves.
-_MIN_SEGMENT_SECONDS = 4.0
+# The frame buffer holds at least this much video whatever its size in MiB: a part
+# (half the buffer) needs a few face samples to plan from and to look ahead to.
+_MIN_BUFFER_SECONDS = 1.0
 
 
 @dataclass(kw_only=True)
@@ -73,8 +85,9 @@ class RenderRequest:
     caption_preset: str = "none"
     words: Sequence[Word] = field(default_factory=tuple)  # source-timed transcript words
     sample_fps: float = 5.0
-    fast_decode: bool = True  # see render_nodes/analysis.py
     hwaccel: str | None = None  # "cuda" where the node has NVDEC
+    # Decoded frames waiting for their shot to be planned: ~5 s of 1080p30 in 512 MiB.
+    frame_buffer_mb: int = 512
 
 
 @dataclass
@@ -88,6 +101,7 @@ class RenderedFile:
 class RenderResult:
     files: list[RenderedFile]
     info: dict[str, Any]
+    crop_path: CropPath | None = None  # the crop of every output frame, as rendered
 
 
 def _video_args(req: RenderRequest) -> list[str]:
@@ -97,48 +111,22 @@ def _video_args(req: RenderRequest) -> list[str]:
     return ["-c:v", "libx264", "-preset", req.x264_preset, "-crf", "23"]
 
 
-def write_crop_commands(path: CropPath, destination: Path) -> Path:
-    """sendcmd script moving the crop: one line where the position changes, half a frame early."""
-    lines = []
-    previous = (int(path.xs[0]), int(path.ys[0]))
-    for k in range(1, len(path.xs)):
-        position = (int(path.xs[k]), int(path.ys[k]))
-        if position != previous:
-            t = (k - 0.5) / path.fps
-            lines.append(f"{t:.6f} {_CROP_FILTER} x {position[0]}, {_CROP_FILTER} y {position[1]};")
-            previous = position
-    destination.write_text("\n".join(lines) + "\n")
-    return destination
+def _finish_filters(req: RenderRequest, captions: str | None) -> str:
+    """Scale to the output size and burn captions in; `captions` is a file name in
+    ffmpeg's working directory (plain names need no filtergraph escaping)."""
+    graph = f"scale={req.output_width}:{req.output_height},setsar=1"
+    if captions:
+        graph += f",{ass_filter(captions)}"
+    return graph + ",format=yuv420p"
 
 
-def _video_filtergraph(
-    req: RenderRequest, path: CropPath, commands: str | None, captions: str | None, poster_frame: int
-) -> str:
-    """The video filtergraph; `commands` and `captions` are file names in ffmpeg's working
-    directory (plain names need no filtergraph escaping, unlike arbitrary paths)."""
-    w, h = req.output_width, req.output_height
-    crop = f"{_CROP_FILTER}={path.crop_width}:{path.crop_height}:{int(path.xs[0])}:{int(path.ys[0])}"
-    if commands is not None:
-        crop = f"sendcmd=f={commands},{crop}"
-    # The poster is picked from the same pass: seeking into the finished clip would
-    # decode from its previous keyframe again (~0.3 s a clip here).
-    finish = (
-        (f",{ass_filter(captions)}" if captions else "")
-        + f",format=yuv420p,split=2[v][all];[all]select='eq(n\\,{poster_frame})'[poster]"
-    )
-    pads = path.pad_intervals()
-    if not pads:
-        return f"[0:v]{crop},scale={w}:{h},setsar=1{finish}"
-    # Shots with two faces that no crop holds: the whole frame over a blurred fill of the crop.
-    enable = "+".join(f"between(t,{a:.4f},{b - 0.5 / path.fps:.4f})" for a, b in pads)
-    return (
-        f"[0:v]split=2[src][whole];"
-        f"[src]{crop},scale={w}:{h},setsar=1,split=2[sharp][fillsrc];"
-        f"[fillsrc]scale={max(2, w // 8 // 2 * 2)}:{max(2, h // 8 // 2 * 2)},boxblur=4:2,scale={w}:{h}[fill];"
-        f"[whole]scale={w}:{h}:force_original_aspect_ratio=decrease,setsar=1[fit];"
-        f"[fill][fit]overlay=(W-w)/2:(H-h)/2[padded];"
-        f"[sharp][padded]overlay=0:0:enable='{enable}'{finish}"
-    )
+def _audio_args(req: RenderRequest, source: MediaInfo, start: float, duration: float, index: int
+                ) -> tuple[list[str], list[str]]:
+    """(input args, output args) taking the clip's audio from input `index`, loudness-normalised."""
+    if not source.has_audio:
+        return [], []
+    inputs = ["-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", str(req.source_path.resolve())] if index else []
+    return inputs, ["-map", f"{index}:a:0", "-af", _LOUDNORM, "-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
 
 
 def render_clip(
@@ -147,36 +135,18 @@ def render_clip(
     on_progress: Callable[[str, float], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> RenderResult:
-    """Render ``req`` into ``clip_NN.mp4``, ``clip_NN.jpg`` (and ``clip_NN.ass``) in ``req.work_dir``.
-
-    Analysis and encoding overlap: the scan runs on a thread and, each time it passes a
-    cut at least `_MIN_SEGMENT_SECONDS` after the last one used, the shots before it are
-    planned and encoded (video only) while the scan goes on; shots are planned on their
-    own anyway, so nothing is lost at the seams. The segments are then joined without
-    re-encoding, with the audio loudness-normalised in the same step.
-    """
+    """Render ``req`` into ``clip_NN.mp4``, ``clip_NN.jpg`` (and ``clip_NN.ass``) in ``req.work_dir``."""
     if req.encoder not in ENCODERS:
         raise ValueError(f"unsupported encoder {req.encoder!r}; expected one of {list(ENCODERS)}")
     started = time.monotonic()
     cancel = cancel or threading.Event()
 
-    rendering = threading.Event()
-
     def report(stage: str, percent: float) -> None:
-        # Analysis keeps reporting while segments render; once rendering started, only
-        # rendering moves the bar, so progress never goes backwards.
-        if stage == "analysing" and rendering.is_set():
-            return
-        if stage in ("rendering", "poster"):
-            rendering.set()
         if on_progress is not None:
             on_progress(stage, percent)
 
-    def check_cancel() -> None:
-        if cancel.is_set():
-            raise Cancelled()
-
-    check_cancel()
+    if cancel.is_set():
+        raise Cancelled()
     report("probing", 0.0)
     source = probe(req.source_path)
     start = max(0.0, req.start_seconds)
@@ -187,7 +157,6 @@ def render_clip(
             f"empty clip range {req.start_seconds:.3f}-{req.end_seconds:.3f} s "
             f"(source is {source.duration_seconds:.3f} s long)"
         )
-    fps = source.frame_rate or 30.0
     req.work_dir.mkdir(parents=True, exist_ok=True)
     stem = f"clip_{req.clip_index:02d}"
     clip_path = req.work_dir / f"{stem}.mp4"
@@ -201,100 +170,18 @@ def render_clip(
         )  # fmt: skip
         if captions is not None:
             captions_path.write_text(captions, encoding="utf-8")
-    report("analysing", _PROBED)
-
-    # ---- analysis on a thread, handing over segment ends as it finds cuts
-    scan = SourceScan(start=start, end=end, detector="none")  # filled by the analysis thread
-    boundaries: queue.Queue[float | BaseException] = queue.Queue()
-    if req.detector is not None:
-
-        def analyse() -> None:
-            try:
-                scan_source(
-                    req.source_path, start=start, end=end, detector=req.detector, sample_fps=req.sample_fps,
-                    fast_decode=req.fast_decode, hwaccel=req.hwaccel, cancel=cancel, on_cut=boundaries.put,
-                    into=scan,
-                    on_progress=lambda pct: report("analysing", _PROBED + pct / 100 * (_ANALYSED - _PROBED)),
-                )  # fmt: skip
-                boundaries.put(duration)
-            except BaseException as exc:  # handed to the rendering thread
-                boundaries.put(exc)
-
-        analyser = threading.Thread(target=analyse, name=f"analyse-{stem}", daemon=True)
-        analyser.start()
-    else:
-        analyser = None
-        boundaries.put(duration)
-
-    # ---- segments: plan and encode each as soon as its shots are known
-    segments: list[tuple[float, CropPath, Path, float]] = []  # (clip start, path, file, poster candidate)
-    segment_start = 0.0
+    report("rendering", _PROBED)
+    render = _StreamingRender if req.detector is not None else _StaticRender
     try:
-        while segment_start < duration - 1e-6:
-            boundary = boundaries.get()
-            if isinstance(boundary, BaseException):
-                raise boundary
-            last = boundary >= duration - 1e-6
-            if not last and boundary - segment_start < _MIN_SEGMENT_SECONDS:
-                continue
-            check_cancel()
-            segment_end = duration if last else boundary
-            path = plan_crop_path(
-                segment_scan(scan, segment_start, segment_end), source_width=source.width,
-                source_height=source.height, aspect_ratio=req.aspect_ratio, fps=fps,
-                duration=segment_end - segment_start, config=req.reframe,
-            )  # fmt: skip
-            file = req.work_dir / f"{stem}.part{len(segments):03d}.mp4"
-            candidate = _encode_segment(
-                req, path, file, start + segment_start, segment_end - segment_start, cancel,
-                lambda pct, s0=segment_start, s1=segment_end: report(
-                    "rendering", _ANALYSED + (s0 + pct / 100 * (s1 - s0)) / duration * (_RENDERED - _ANALYSED)),
-            )  # fmt: skip
-            segments.append((segment_start, path, file, candidate))
-            segment_start = segment_end
-        if analyser is not None:
-            analyser.join()
-
-        # ---- join the segments, add the audio, pick the poster among the candidates
-        check_cancel()
-        joined = join_paths([(t0, path) for t0, path, _, _ in segments])
-        _mux(req, [file for _, _, file, _ in segments], clip_path, start, duration, source.has_audio, cancel)
+        outcome = render(req, source, start, duration, captions_path.name if captions else None, clip_path,
+                         poster_path, cancel, report).run()  # fmt: skip
     except BaseException:
-        cancel.set()  # stops the analysis thread too
         clip_path.unlink(missing_ok=True)  # never leave a half-written clip to be uploaded
-        for _, _, file, _ in segments:
-            file.with_suffix(".jpg").unlink(missing_ok=True)
+        poster_path.unlink(missing_ok=True)
         raise
-    finally:
-        for _, _, file, _ in segments:
-            file.unlink(missing_ok=True)
-
-    report("poster", _RENDERED)
-    rendered = probe(clip_path)
-    if rendered.duration_seconds < duration - max(_SHORTFALL_TOLERANCE_SECONDS, 0.05 * duration):
-        clip_path.unlink(missing_ok=True)
-        raise MediaError(
-            f"source is truncated or corrupt: rendered only {rendered.duration_seconds:.2f} s "
-            f"of {duration:.2f} s requested"
-        )
-    # Each segment rendered its best poster frame in its own pass; keep the clip's best.
-    candidates = {t0 + at: file.with_suffix(".jpg") for t0, _, file, at in segments}
-    poster_at = poster_time(joined, duration, among=set(candidates))
-    chosen = candidates.get(poster_at)
-    if chosen is not None and chosen.exists() and chosen.stat().st_size > 0:
-        chosen.replace(poster_path)
-    else:  # that frame was never rendered (a source shorter than its header said)
-        poster_at = rendered.duration_seconds / 2
-        run_ffmpeg(
-            ["-ss", f"{poster_at:.3f}", "-i", str(clip_path), "-frames:v", "1", "-q:v", "3", "-update", "1",
-             str(poster_path)],
-            expected_duration=0.0,
-            cancel=cancel,
-        )  # fmt: skip
-    for candidate in candidates.values():
-        candidate.unlink(missing_ok=True)
     report("poster", _POSTER_DONE)
 
+    path, scan = outcome.path, outcome.scan
     files = [
         RenderedFile(name=clip_path.name, path=clip_path, content_type="video/mp4"),
         RenderedFile(name=poster_path.name, path=poster_path, content_type="image/jpeg"),
@@ -305,98 +192,273 @@ def render_clip(
         files=files,
         info={
             "encoder": req.encoder,
-            "width": rendered.width,
-            "height": rendered.height,
-            "duration_seconds": rendered.duration_seconds,
+            "width": req.output_width,
+            "height": req.output_height,
+            "duration_seconds": round(outcome.duration_seconds, 3),
             "start_seconds": start,
             "end_seconds": end,
-            "crop": {"w": joined.crop_width, "h": joined.crop_height,
-                     "x": int(joined.xs[0]), "y": int(joined.ys[0])},
+            "crop": {"w": path.crop_width, "h": path.crop_height, "x": int(path.xs[0]), "y": int(path.ys[0])},
             "detector": scan.detector,
             "decoder": scan.decoder,
             "shots": [
                 {"start": round(shot.start, 3), "end": round(shot.end, 3), "camera": shot.mode,
                  "subject": shot.subject, **({"fallback": shot.fallback} if shot.fallback else {})}
-                for shot in joined.shots
+                for shot in path.shots
             ],
-            "face_coverage": face_coverage(joined),
-            "crop_jitter": crop_jitter(joined),
+            "face_coverage": face_coverage(path),
+            "crop_jitter": crop_jitter(path),
             "captions": req.caption_preset if captions is not None else "none",
-            "poster_seconds": round(poster_at, 3),
-            "segments": len(segments),
+            "poster_seconds": round(outcome.poster_seconds, 3),
+            "planned_parts": outcome.parts,
             "source": {
                 "width": source.width,
                 "height": source.height,
                 "duration_seconds": source.duration_seconds,
             },
-            "analysis_seconds": scan.seconds,
+            "analysis_seconds": round(scan.seconds, 3),
             "render_seconds": round(time.monotonic() - started, 3),
         },
+        crop_path=path,
     )  # fmt: skip
 
 
-def _encode_segment(
-    req: RenderRequest,
-    path: CropPath,
-    file: Path,
-    source_start: float,
-    seconds: float,
-    cancel: threading.Event,
-    on_progress: Callable[[float], None],
-) -> float:
-    """Encode one segment's video; returns the segment time its poster candidate is taken at."""
-    commands = write_crop_commands(path, file.with_suffix(".cmd"))
-    captions = None
-    if req.caption_preset != "none" and req.words:
-        text = build_caption_track(
-            req.words, preset=req.caption_preset, clip_start=source_start, clip_end=source_start + seconds,
-            width=req.output_width, height=req.output_height,
-        )  # fmt: skip
-        if text is not None:
-            captions = file.with_suffix(".ass")
-            captions.write_text(text, encoding="utf-8")
-    candidate_time = poster_time(path, seconds)  # a sample time, so the caller can compare it
-    candidate_frame = min(len(path.xs) - 1, path.frame_at(candidate_time))
-    graph = _video_filtergraph(
-        req, path, commands.name if commands.stat().st_size > 1 else None, captions.name if captions else None,
-        candidate_frame,
-    )
-    try:
-        run_ffmpeg(
-            [
-                "-ss", f"{source_start:.3f}", "-i", str(req.source_path.resolve()),
-                "-filter_complex", graph, "-map", "[v]", "-frames:v", str(len(path.xs)), "-an",
-                *_video_args(req), str(file.resolve()),
-                "-map", "[poster]", "-frames:v", "1", "-q:v", "3", "-update", "1", str(file.with_suffix(".jpg")),
-            ],
-            expected_duration=seconds,
-            on_progress=on_progress,
-            cancel=cancel,
-            cwd=req.work_dir,
-        )  # fmt: skip
-    finally:
-        commands.unlink(missing_ok=True)
-        if captions is not None:
-            captions.unlink(missing_ok=True)
-    return candidate_time
+@dataclass
+class _Outcome:
+    path: CropPath
+    scan: SourceScan
+    duration_seconds: float
+    poster_seconds: float
+    parts: int
 
 
-def _mux(req: RenderRequest, parts: list[Path], clip_path: Path, start: float, duration: float,
-         has_audio: bool, cancel: threading.Event) -> None:
-    """Join the video segments (stream copy) and add the loudness-normalised audio."""
-    listing = clip_path.with_suffix(".parts.txt")
-    listing.write_text("".join(f"file '{p.name}'\n" for p in parts))
-    audio_input, audio_output = [], []
-    if has_audio:
-        audio_input = ["-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", str(req.source_path.resolve())]
-        audio_output = ["-map", "1:a:0", "-af", _LOUDNORM, "-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
-    try:
+@dataclass
+class _Render:
+    req: RenderRequest
+    source: MediaInfo
+    start: float
+    duration: float
+    captions: str | None
+    clip_path: Path
+    poster_path: Path
+    cancel: threading.Event
+    report: Callable[[str, float], None]
+
+    def _shortfall(self, rendered_seconds: float) -> None:
+        if rendered_seconds < self.duration - max(_SHORTFALL_TOLERANCE_SECONDS, 0.05 * self.duration):
+            raise MediaError(
+                f"source is truncated or corrupt: rendered only {rendered_seconds:.2f} s "
+                f"of {self.duration:.2f} s requested"
+            )
+
+
+class _StaticRender(_Render):
+    """No detector: a centred crop, and ffmpeg decodes, crops and encodes on its own."""
+
+    def run(self) -> _Outcome:
+        req, fps = self.req, self.source.frame_rate or 30.0
+        path = plan_crop_path(
+            SourceScan(start=self.start, end=self.start + self.duration, detector="none"),
+            source_width=self.source.width, source_height=self.source.height, aspect_ratio=req.aspect_ratio,
+            fps=fps, duration=self.duration,
+        )  # fmt: skip
+        poster_frame = len(path.xs) // 2
+        crop = f"crop={path.crop_width}:{path.crop_height}:{int(path.xs[0])}:{int(path.ys[0])}"
+        graph = (f"[0:v]{crop},{_finish_filters(req, self.captions)},split=2[v][all];"
+                 f"[all]select='eq(n\\,{poster_frame})'[poster]")  # the poster from the same pass
+        _, audio_out = _audio_args(req, self.source, self.start, self.duration, 0)
         run_ffmpeg(
-            ["-f", "concat", "-safe", "0", "-i", listing.name, *audio_input, "-map", "0:v:0", *audio_output,
-             "-c:v", "copy", "-movflags", "+faststart", str(clip_path.resolve())],
-            expected_duration=duration,
-            cancel=cancel,
+            ["-ss", f"{self.start:.3f}", "-i", str(req.source_path.resolve()), "-t", f"{self.duration:.3f}",
+             "-filter_complex", graph, "-map", "[v]", *audio_out, *_video_args(req), "-movflags", "+faststart",
+             str(self.clip_path.resolve()),
+             "-map", "[poster]", "-frames:v", "1", "-q:v", "3", "-update", "1", str(self.poster_path.resolve())],
+            expected_duration=self.duration,
+            on_progress=lambda pct: self.report("rendering", _PROBED + pct / 100 * (_RENDERED - _PROBED)),
+            cancel=self.cancel,
             cwd=req.work_dir,
         )  # fmt: skip
-    finally:
-        listing.unlink(missing_ok=True)
+        rendered = probe(self.clip_path).duration_seconds
+        self._shortfall(rendered)
+        if not self.poster_path.exists() or self.poster_path.stat().st_size == 0:
+            raise MediaError("source is truncated or corrupt: no frame for the poster")
+        scan = SourceScan(start=self.start, end=self.start + self.duration, detector="none")
+        return _Outcome(path, scan, rendered, poster_frame / fps, 1)
+
+
+class _StreamingRender(_Render):
+    """One decode feeding the analysis and, shot by shot once planned, the encoder."""
+
+    def run(self) -> _Outcome:
+        import av
+
+        req = self.req
+        self.scan = SourceScan(start=self.start, end=self.start + self.duration)
+        assert req.detector is not None
+        self.analyser = FrameAnalyser(self.scan, req.detector, sample_fps=req.sample_fps)
+        self.scan.decoder = "nvdec" if req.hwaccel else "cpu"
+        self.buffer: deque[tuple[int, Any]] = deque()  # (output frame index, decoded frame)
+        self.parts: list[tuple[float, CropPath]] = []
+        self.next_slot = 0  # the next output frame to give a decoded frame to
+        self.planned_until = 0  # output frames before this one are planned and sent
+        self.resume: CameraState | None = None
+        self.written = 0
+        self.poster: tuple[float, int, list[np.ndarray] | None] = (-2.0, -1, None)  # score, frame, planes
+        self.encoder: FfmpegPipe | None = None
+
+        container, stream = open_video(req.source_path, req.hwaccel)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(self.source.frame_rate or 30).limit_denominator(1001)
+        self.rate = Fraction(rate)
+        self.fps = float(self.rate)
+        self.total = max(1, round(self.duration * self.fps))
+        previous, previous_t = None, 0.0
+        try:
+            with container:
+                if self.start > 0:
+                    container.seek(int(self.start / stream.time_base), stream=stream, backward=True)
+                try:
+                    for frame in container.decode(stream):
+                        if frame.time is None or frame.time < self.start - 1e-3:
+                            continue
+                        t = frame.time - self.start
+                        if t >= self.duration - 1e-6:
+                            break
+                        if self.encoder is None:
+                            self._start_encoder(frame.width, frame.height)
+                        if frame.format.name not in ("yuv420p", "yuvj420p") or (frame.width, frame.height) != (
+                            self.width, self.height,
+                        ):  # 10-bit, 4:2:2, or a stream whose size changes midway  # fmt: skip
+                            frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+                        self._assign(previous, t)
+                        cut = self.analyser.push(frame, t)
+                        previous, previous_t = frame, t
+                        if cut and self.next_slot > self.planned_until:
+                            self._send(until=self.next_slot, shot_ends=True)
+                            self.scan.cuts.append(self.next_slot / self.fps)
+                        elif len(self.buffer) >= self.budget:
+                            self._send(until=self.buffer[len(self.buffer) // 2][0], shot_ends=False)
+                        if self.cancel.is_set():
+                            raise Cancelled()
+                except av.FFmpegError as exc:
+                    raise MediaError(f"source cannot be decoded: {exc}") from exc
+            if previous is None:
+                raise MediaError("source is truncated or corrupt: no video frames in the clip's range")
+            self._assign(previous, previous_t + 1 / self.fps)
+            if self.next_slot > self.planned_until:
+                self._send(until=self.next_slot, shot_ends=True)
+            assert self.encoder is not None
+            encoder, self.encoder = self.encoder, None
+            encoder.close()
+        except BaseException:
+            if self.encoder is not None:
+                self.encoder.kill()
+            raise
+        self.analyser.flush()
+        self.scan.seconds = self.analyser.compute_seconds
+        rendered = self.written / self.fps
+        self._shortfall(rendered)
+        self._write_poster()
+        return _Outcome(join_paths(self.parts), self.scan, rendered, self.poster[1] / self.fps, len(self.parts))
+
+    def _start_encoder(self, width: int, height: int) -> None:
+        req = self.req
+        self.width, self.height = width, height
+        path = plan_crop_path(
+            SourceScan(start=0, end=0), source_width=width, source_height=height,
+            aspect_ratio=req.aspect_ratio, fps=self.fps, duration=1 / self.fps,
+        )  # fmt: skip
+        self.crop_w, self.crop_h = path.crop_width, path.crop_height
+        frame_bytes = width * height * 3 // 2
+        self.budget = max(math.ceil(_MIN_BUFFER_SECONDS * self.fps), req.frame_buffer_mb * 2**20 // frame_bytes)
+        audio_in, audio_out = _audio_args(req, self.source, self.start, self.duration, 1)
+        self.encoder = FfmpegPipe(
+            ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{self.crop_w}x{self.crop_h}",
+             "-framerate", f"{self.rate.numerator}/{self.rate.denominator}", "-i", "pipe:0", *audio_in,
+             "-filter_complex", f"[0:v]{_finish_filters(req, self.captions)}[v]", "-map", "[v]", *audio_out,
+             "-frames:v", str(self.total), *_video_args(req), "-movflags", "+faststart",
+             str(self.clip_path.resolve())],
+            cwd=req.work_dir,
+        )  # fmt: skip
+
+    def _assign(self, frame, until: float) -> None:
+        """Give `frame` every output frame whose time (+ half a frame) is before `until`:
+        a constant frame rate out of whatever timing the source has."""
+        while frame is not None and self.next_slot < self.total and (self.next_slot + 0.5) / self.fps < until - 1e-9:
+            self.buffer.append((self.next_slot, frame))
+            self.next_slot += 1
+
+    def _send(self, *, until: int, shot_ends: bool) -> None:
+        """Plan output frames [planned_until, until) and send them to the encoder.
+
+        A part that does not end its shot is planned with every sample known so far (the
+        frames still buffered are its look-ahead), and the next part resumes from it.
+        """
+        self.analyser.flush()
+        first = self.planned_until
+        plan_to = until if shot_ends else self.next_slot
+        t0 = first / self.fps
+        planned = plan_crop_path(
+            segment_scan(self.scan, t0, plan_to / self.fps), source_width=self.width, source_height=self.height,
+            aspect_ratio=self.req.aspect_ratio, fps=self.fps, duration=(plan_to - first) / self.fps,
+            config=self.req.reframe, resume=self.resume,
+        )  # fmt: skip
+        part = planned.head(until - first)
+        self.parts.append((t0, part))
+        self.resume = None if shot_ends else part.end_state()
+        for t, box in part.subject_boxes:
+            score = poster_score(t0 + t, box, self.duration)
+            if score > self.poster[0]:
+                self.poster = (score, first + part.frame_at(t), None)
+        padded = part.pad_mask()
+        while self.buffer and self.buffer[0][0] < until:
+            slot, frame = self.buffer.popleft()
+            k = slot - first
+            planes = self._pad(frame) if padded[k] else self._crop(frame, int(part.xs[k]), int(part.ys[k]))
+            if slot == self.poster[1] or (self.poster[0] < 0 and slot == self.total // 2):
+                self.poster = (max(self.poster[0], -1.0), slot, planes)
+            assert self.encoder is not None
+            self.encoder.write(planes)
+            self.written += 1
+        self.planned_until = until
+        self.report("rendering", _PROBED + self.written / self.total * (_RENDERED - _PROBED))
+
+    def _crop(self, frame, x: int, y: int) -> list[np.ndarray]:
+        w, h = self.crop_w, self.crop_h
+        return [
+            np.ascontiguousarray(_plane(frame, i)[py : py + ph, px : px + pw])
+            for i, (px, py, pw, ph) in enumerate(((x, y, w, h), (x // 2, y // 2, w // 2, h // 2),
+                                                  (x // 2, y // 2, w // 2, h // 2)))
+        ]  # fmt: skip
+
+    def _pad(self, frame) -> list[np.ndarray]:
+        """The whole frame, fitted into the crop's size, over a blurred, stretched copy of itself."""
+        w, h = self.crop_w, self.crop_h
+        scale = min(w / self.width, h / self.height)
+        fit_w, fit_h = max(2, int(self.width * scale) // 2 * 2), max(2, int(self.height * scale) // 2 * 2)
+        # Down to an eighth and back up with bilinear filtering: a cheap, smooth blur.
+        small = frame.reformat(width=max(2, w // 16 * 2), height=max(2, h // 16 * 2), format="yuv420p")
+        fill = small.reformat(width=w, height=h, format="yuv420p", interpolation="BILINEAR")
+        fitted = frame.reformat(width=fit_w, height=fit_h, format="yuv420p")
+        planes = [np.array(_plane(fill, i)[: (h if i == 0 else h // 2), : (w if i == 0 else w // 2)]) for i in range(3)]
+        ox, oy = (w - fit_w) // 4 * 2, (h - fit_h) // 4 * 2
+        for i, plane in enumerate(planes):
+            div = 1 if i == 0 else 2
+            fh, fw = fit_h // div, fit_w // div
+            plane[oy // div : oy // div + fh, ox // div : ox // div + fw] = _plane(fitted, i)[:fh, :fw]
+        return planes
+
+    def _write_poster(self) -> None:
+        _, _, planes = self.poster
+        if planes is None:
+            raise MediaError("source is truncated or corrupt: no frame for the poster")
+        writer = FfmpegPipe(
+            ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{self.crop_w}x{self.crop_h}", "-i", "pipe:0",
+             "-vf", f"scale={self.req.output_width}:{self.req.output_height},setsar=1",
+             "-frames:v", "1", "-q:v", "3", "-update", "1", str(self.poster_path.resolve())],
+        )  # fmt: skip
+        writer.write(planes)
+        writer.close()
+
+
+def _plane(frame, index: int) -> np.ndarray:
+    """A decoded frame's plane as a (rows, line size) array, without copying."""
+    plane = frame.planes[index]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)

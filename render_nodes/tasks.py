@@ -53,7 +53,7 @@ def run_render_task(
     cancel: threading.Event,
     detector: FaceDetector | None = None,
     sample_fps: float = 5.0,
-    fast_decode: bool = True,
+    frame_buffer_mb: int = 512,
     hwaccel: str | None = None,
 ) -> TaskOutcome:
     spec = task["render"]
@@ -81,7 +81,7 @@ def run_render_task(
             caption_preset=spec.get("caption_preset") or "none",
             words=[Word(w["text"], float(w["start_seconds"]), float(w["end_seconds"])) for w in spec.get("words", [])],
             sample_fps=sample_fps,
-            fast_decode=fast_decode,
+            frame_buffer_mb=frame_buffer_mb,
             hwaccel=hwaccel,
         )
         try:

@@ -133,7 +133,7 @@ def test_two_faces_follow_the_main_subject_when_told_to(scan):
     path = plan_crop_path(scan, source_width=WIDTH, source_height=HEIGHT, aspect_ratio="9:16", fps=FPS,
                           duration=DURATION, config=ReframeConfig(two_faces="subject"))
     assert path.shots[2].mode != "pad" and path.shots[2].subject == "face"
-    assert path.pad_intervals() == []
+    assert not path.pad_mask().any()
 
 
 def test_camera_modes_on_synthetic_paths():
@@ -258,7 +258,7 @@ def test_faces_seen_one_after_the_other_are_not_a_pair():
     scan = SourceScan(start=0, end=4, cuts=[], samples=samples)
     path = plan_crop_path(scan, source_width=WIDTH, source_height=HEIGHT, aspect_ratio="9:16", fps=FPS,
                           duration=4.0)
-    assert path.shots[0].mode != "pad" and path.pad_intervals() == []
+    assert path.shots[0].mode != "pad" and not path.pad_mask().any()
     # Both really together for the whole shot, too far apart for one crop: pad.
     samples = [FaceSample(i / 5, (left, right)) for i in range(20)]
     path = plan_crop_path(SourceScan(start=0, end=4, cuts=[], samples=samples), source_width=WIDTH,
@@ -279,7 +279,7 @@ def test_poster_is_the_planned_frame_of_the_clip(face_video, detector, tmp_path)
     assert np.abs(got - expected).mean() < np.abs(got - neighbour).mean()
 
 
-def test_segments_overlap_analysis_and_progress_never_goes_back(face_video, detector, tmp_path):
+def test_render_reports_progress_in_order_and_leaves_only_artifacts(face_video, detector, tmp_path):
     width, height = output_size("9:16", 320)
     seen: list[tuple[str, float]] = []
     req = RenderRequest(
@@ -288,15 +288,66 @@ def test_segments_overlap_analysis_and_progress_never_goes_back(face_video, dete
         work_dir=tmp_path, detector=detector,
     )  # fmt: skip
     result = render_clip(req, on_progress=lambda stage, pct: seen.append((stage, pct)))
-    # Cuts at 2.0, 5.0 and 6.52 s: segments of >= 4 s end at 5.0 s, then at the end.
-    assert result.info["segments"] == 2
+    # One part per shot: the shots are shorter than the frame buffer.
+    assert result.info["planned_parts"] == len(CUTS) + 1
     percents = [pct for _, pct in seen]
     assert percents == sorted(percents) and percents[-1] >= 97
-    stages = [stage for stage, _ in seen]
-    assert stages.index("rendering") > stages.index("analysing")
-    assert "analysing" not in stages[stages.index("rendering"):]
-    # No segment files are left behind: only the artifacts.
+    assert [stage for stage, _ in seen][:2] == ["probing", "rendering"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_02.jpg", "clip_02.mp4"]
+
+
+def test_shots_longer_than_the_frame_buffer_are_planned_in_seamless_parts(face_video, detector, tmp_path):
+    whole, _ = _render(face_video, detector, tmp_path / "whole")
+    # 1 MiB holds a few frames: the buffer's floor (1 s of frames) decides, so shots are
+    # planned in parts of ~0.5 s, each resuming the camera where the last one left it.
+    parted, _ = _render(face_video, detector, tmp_path / "parted", frame_buffer_mb=1)
+    assert parted.info["planned_parts"] > whole.info["planned_parts"] + 2
+    assert len(parted.info["shots"]) == len(whole.info["shots"]) == len(CUTS) + 1
+    modes = [s["camera"] for s in parted.info["shots"]]
+    assert modes[0] == "stationary" and modes[2] == "pad" and modes[3] == "stationary"
+    path = parted.crop_path
+    assert path is not None and len(path.xs) == int(DURATION * FPS)
+    # The still face: no motion at all, seams included.
+    assert len(set(path.xs[list(frames_of(0.0, CUTS[0]))].tolist())) == 1
+    # The moving face: inside the crop (ground truth) and no jump at any seam.
+    _, truth = face_video
+    moving_frames = list(frames_of(CUTS[0], CUTS[1]))
+    inside = sum(path.xs[k] - 2 <= truth[k][0][0] and truth[k][0][0] + truth[k][0][2] <= path.xs[k] + path.crop_width + 2
+                 for k in moving_frames)  # fmt: skip
+    assert inside / len(moving_frames) >= 0.98
+    speed_limit = ReframeConfig().max_speed * WIDTH / FPS
+    steps = np.abs(np.diff(path.xs[moving_frames].astype(float)))
+    assert steps.max() <= speed_limit + 2, steps.max()
+    # Still a cut where the video cuts.
+    cut = round(CUTS[0] * FPS)
+    assert abs(int(path.xs[cut]) - int(path.xs[cut - 1])) >= 2
+
+
+def test_render_output_matches_its_crop_path(face_video, detector, tmp_path):
+    """The frames encoded are the planned crops: compare an output frame with the source's crop."""
+    result, size = _render(face_video, detector, tmp_path)
+    path = result.crop_path
+    clip = next(f.path for f in result.files if f.name == "clip_01.mp4")
+    k = round(4.0 * FPS)  # mid-pan: the crop is far from the centre
+    assert abs(int(path.xs[k]) - (WIDTH - path.crop_width) // 2) > 40
+    x, y = int(path.xs[k]), int(path.ys[k])
+    expected = subprocess.run(
+        ["ffmpeg", "-v", "error", "-ss", f"{k / FPS}", "-i", str(face_video[0]), "-frames:v", "1",
+         "-vf", f"crop={path.crop_width}:{path.crop_height}:{x}:{y},scale={size[0]}:{size[1]}",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    expected = np.frombuffer(expected, np.uint8).reshape(size[1], size[0], 3).astype(int)
+    got = _frame_rgb(clip, k / FPS, size).astype(int)
+    shifted = subprocess.run(
+        ["ffmpeg", "-v", "error", "-ss", f"{k / FPS}", "-i", str(face_video[0]), "-frames:v", "1",
+         "-vf", f"crop={path.crop_width}:{path.crop_height}:{max(0, x - 30)}:{y},scale={size[0]}:{size[1]}",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    shifted = np.frombuffer(shifted, np.uint8).reshape(size[1], size[0], 3).astype(int)
+    assert np.abs(got - expected).mean() < 8
+    assert np.abs(got - expected).mean() < np.abs(got - shifted).mean()
 
 
 def test_camera_holds_still_while_the_whole_face_fits_in_one_crop():
@@ -309,3 +360,41 @@ def test_camera_holds_still_while_the_whole_face_fits_in_one_crop():
     held, mode = _camera(sway, 0, width - crop, crop, FPS, width, config, extent=(150.0, 290.0))
     assert mode == "stationary" and np.ptp(held) == 0
     assert held[0] <= 150 and held[0] + crop >= 290
+
+
+def test_truncated_source_fails_the_reframed_render_with_a_reason(face_video, detector, tmp_path):
+    from render_nodes.media import MediaError
+
+    whole = tmp_path / "faststart.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(face_video[0]), "-c", "copy", "-movflags", "+faststart",
+                    str(whole)], check=True)  # fmt: skip
+    data = whole.read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) * 2 // 5])  # the index is intact: probing accepts it
+    with pytest.raises(MediaError, match="truncated"):
+        _render((truncated, None), detector, tmp_path)
+    assert not any((tmp_path / "9x16").glob("clip_01.*"))
+
+
+def test_cancel_stops_a_reframed_render_and_leaves_nothing(face_video, detector, tmp_path):
+    import threading
+
+    from render_nodes.media import Cancelled
+
+    cancel = threading.Event()
+    width, height = output_size("9:16", 1920)
+    req = RenderRequest(
+        source_path=face_video[0], clip_index=1, start_seconds=0.0, end_seconds=DURATION, aspect_ratio="9:16",
+        output_width=width, output_height=height, encoder="libx264", x264_preset="veryslow",
+        work_dir=tmp_path, detector=detector,
+    )  # fmt: skip
+    stages = []
+
+    def progress(stage, pct):
+        stages.append(stage)
+        if stage == "rendering" and pct > 10:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        render_clip(req, on_progress=progress, cancel=cancel)
+    assert not list(tmp_path.glob("clip_01.*"))
