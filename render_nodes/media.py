@@ -57,7 +57,7 @@ class Cancelled(MediaError):
 @dataclass(frozen=True)
 class MediaInfo:
     duration_seconds: float
-    width: int
+    width: int  # as displayed: phone footage stored sideways is reported upright
     height: int
     frame_rate: float
     codec: str
@@ -65,6 +65,8 @@ class MediaInfo:
     bitrate_kbps: int | None
     format_name: str
     raw: dict[str, Any]
+    # Counter-clockwise degrees the stored frames must turn to be shown (display matrix).
+    rotation: int = 0
 
 
 # --------------------------------------------------------------------------- probe
@@ -117,6 +119,9 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     if not duration or duration <= 0:
         raise MediaError("duration unknown or zero")
 
+    rotation = display_rotation(video)
+    if rotation in (90, 270):
+        width, height = height, width
     frame_rate = _parse_rate(video.get("avg_frame_rate")) or _parse_rate(video.get("r_frame_rate")) or 0.0
     bit_rate = _to_float(fmt.get("bit_rate")) or _to_float(video.get("bit_rate"))
     return MediaInfo(
@@ -129,7 +134,20 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         bitrate_kbps=round(bit_rate / 1000) if bit_rate else None,
         format_name=str(fmt.get("format_name") or ""),
         raw=raw,
+        rotation=rotation,
     )
+
+
+def display_rotation(stream: dict[str, Any]) -> int:
+    """0, 90, 180 or 270: how far (counter-clockwise) a stream's frames turn for display."""
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            return normal_rotation(_to_float(side["rotation"]) or 0.0)
+    return 0
+
+
+def normal_rotation(degrees: float) -> int:
+    return int(round(degrees / 90.0)) % 4 * 90
 
 
 def _to_float(value: Any) -> float | None:
@@ -287,6 +305,10 @@ class FfmpegPipe:
                 stdin.close()
             except OSError:
                 pass
+
+    def queued(self) -> int:
+        """Frames written but not yet handed to ffmpeg: 0 means it may soon sit idle."""
+        return self._frames.qsize()
 
     def write(self, frame: Sequence[Any]) -> None:
         if self._broken.is_set():

@@ -33,7 +33,7 @@ import numpy as np
 
 from render_nodes.analysis import FrameAnalyser, SourceScan, open_video
 from render_nodes.captions import Word, ass_filter, build_caption_track
-from render_nodes.media import Cancelled, FfmpegPipe, MediaError, MediaInfo, probe, run_ffmpeg
+from render_nodes.media import Cancelled, FfmpegPipe, MediaError, MediaInfo, normal_rotation, probe, run_ffmpeg
 from render_nodes.reframe import (
     CameraState,
     CropPath,
@@ -65,6 +65,9 @@ _LOUDNORM = "loudnorm=I=-14:TP=-1.5:LRA=11"
 # The frame buffer holds at least this much video whatever its size in MiB: a part
 # (half the buffer) needs a few face samples to plan from and to look ahead to.
 _MIN_BUFFER_SECONDS = 1.0
+# When the encoder runs dry, frames are planned early, but never with less than this
+# much video after them to look ahead to.
+_LOOKAHEAD_SECONDS = 2.0
 
 
 @dataclass(kw_only=True)
@@ -322,7 +325,11 @@ class _StreamingRender(_Render):
                         if t >= self.duration - 1e-6:
                             break
                         if self.encoder is None:
+                            self.upright = _upright(frame)
+                            frame = self.upright(frame)
                             self._start_encoder(frame.width, frame.height)
+                        else:
+                            frame = self.upright(frame)
                         if frame.format.name not in ("yuv420p", "yuvj420p") or (frame.width, frame.height) != (
                             self.width, self.height,
                         ):  # 10-bit, 4:2:2, or a stream whose size changes midway  # fmt: skip
@@ -333,8 +340,11 @@ class _StreamingRender(_Render):
                         if cut and self.next_slot > self.planned_until:
                             self._send(until=self.next_slot, shot_ends=True)
                             self.scan.cuts.append(self.next_slot / self.fps)
-                        elif len(self.buffer) >= self.budget:
+                        elif len(self.buffer) >= self.budget:  # plan half, look ahead over the rest
                             self._send(until=self.buffer[len(self.buffer) // 2][0], shot_ends=False)
+                        elif len(self.buffer) >= self.hungry_after and self.encoder.queued() == 0:
+                            # The encoder is about to idle: plan all but the look-ahead.
+                            self._send(until=self.next_slot - self.lookahead, shot_ends=False)
                         if self.cancel.is_set():
                             raise Cancelled()
                 except av.FFmpegError as exc:
@@ -368,6 +378,10 @@ class _StreamingRender(_Render):
         self.crop_w, self.crop_h = path.crop_width, path.crop_height
         frame_bytes = width * height * 3 // 2
         self.budget = max(math.ceil(_MIN_BUFFER_SECONDS * self.fps), req.frame_buffer_mb * 2**20 // frame_bytes)
+        # Planning whole shots gives the best camera, but an idle encoder is lost time:
+        # when it has nothing queued, plan all but the last `_LOOKAHEAD_SECONDS`.
+        self.lookahead = min(self.budget // 2, math.ceil(_LOOKAHEAD_SECONDS * self.fps))
+        self.hungry_after = self.lookahead + math.ceil(_MIN_BUFFER_SECONDS / 2 * self.fps)
         audio_in, audio_out = _audio_args(req, self.source, self.start, self.duration, 1)
         self.encoder = FfmpegPipe(
             ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{self.crop_w}x{self.crop_h}",
@@ -376,6 +390,9 @@ class _StreamingRender(_Render):
              "-frames:v", str(self.total), *_video_args(req), "-movflags", "+faststart",
              str(self.clip_path.resolve())],
             cwd=req.work_dir,
+            # Cropped frames queue here while decoding goes on (up to half the buffer's
+            # worth of source frames; a crop is smaller): a part is handed over at once.
+            max_queued=max(8, self.budget // 2),
         )  # fmt: skip
 
     def _assign(self, frame, until: float) -> None:
@@ -456,6 +473,37 @@ class _StreamingRender(_Render):
         )  # fmt: skip
         writer.write(planes)
         writer.close()
+
+
+def _upright(first_frame) -> Callable[[Any], Any]:
+    """What turns decoded frames the way they are meant to be shown: phones store
+    portrait video sideways with a display matrix, which ffmpeg's CLI honours and PyAV
+    leaves to us. Identity when there is none."""
+    rotation = normal_rotation(getattr(first_frame, "rotation", 0) or 0)
+    if rotation == 0:
+        return lambda frame: frame
+    import av
+
+    graph = av.filter.Graph()
+    source = graph.add_buffer(
+        width=first_frame.width, height=first_frame.height, format=first_frame.format.name,
+        time_base=first_frame.time_base or Fraction(1, 90000),
+    )  # fmt: skip
+    steps = {90: [("transpose", "cclock")], 180: [("hflip", ""), ("vflip", "")], 270: [("transpose", "clock")]}
+    last = source
+    for name, args in steps[rotation]:
+        node = graph.add(name, args) if args else graph.add(name)
+        last.link_to(node)
+        last = node
+    sink = graph.add("buffersink")
+    last.link_to(sink)
+    graph.configure()
+
+    def turn(frame):
+        graph.push(frame)
+        return graph.pull()
+
+    return turn
 
 
 def _plane(frame, index: int) -> np.ndarray:
