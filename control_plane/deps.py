@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from control_plane.accounts import service as accounts
 from control_plane.accounts.models import Account
+from control_plane.accounts.service import Principal
 from control_plane.config import Settings
 from control_plane.errors import ApiError
 from control_plane.storage import Storage
@@ -36,6 +37,10 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
+SESSION_COOKIE = "reels_session"
+SCOPES_HEADER = "X-ReelFarm-Api-Scopes"
+
+
 def api_key_from(request: Request) -> str | None:
     key = request.headers.get("x-api-key")
     if key:
@@ -44,13 +49,48 @@ def api_key_from(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token else None
 
 
-def get_current_account(request: Request, session: SessionDep) -> Account:
+def principal_from(request: Request, session: Session) -> Principal:
+    """A key wins over a cookie; a wrong or revoked key is a 401 with no fallback."""
     plaintext = api_key_from(request)
-    account = accounts.authenticate(session=session, plaintext=plaintext) if plaintext else None
-    if account is None:
-        raise ApiError(401, "not authenticated" if plaintext is None else "invalid or revoked API key",
-                       headers={"WWW-Authenticate": "Bearer"})
-    return account
+    if plaintext is not None:
+        principal = accounts.principal_for_key(session=session, plaintext=plaintext)
+        if principal is None:
+            raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        # Echoed on the response (see main.ScopesHeaderMiddleware), errors included.
+        request.state.api_scopes = " ".join(principal.scopes)
+        return principal
+    token = request.cookies.get(SESSION_COOKIE)
+    principal = accounts.principal_for_session(session=session, token=token) if token else None
+    if principal is None:
+        raise ApiError(401, "not authenticated", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def get_current_principal(request: Request, session: SessionDep) -> Principal:
+    return principal_from(request, session)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+
+
+def get_current_account(principal: CurrentPrincipal) -> Account:
+    return principal.account
 
 
 CurrentAccount = Annotated[Account, Depends(get_current_account)]
+
+
+def scoped(scope: str):
+    """Dependency: the caller's account, if its key (when a key is used) carries `scope`."""
+
+    def check(principal: CurrentPrincipal) -> Account:
+        accounts.require_scope(principal, scope)
+        return principal.account
+
+    return Depends(check)
+
+
+UploadsAccount = Annotated[Account, scoped("uploads:write")]
+JobsReadAccount = Annotated[Account, scoped("jobs:read")]
+JobsWriteAccount = Annotated[Account, scoped("jobs:write")]
+ClipsReadAccount = Annotated[Account, scoped("clips:read")]

@@ -6,9 +6,12 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
+from control_plane.accounts.views import router as accounts_router
+from control_plane.billing.views import router as billing_router
 from control_plane.clips.views import router as clips_router
 from control_plane.config import Settings
 from control_plane.database import make_engine, make_session_factory
+from control_plane.deps import SCOPES_HEADER
 from control_plane.errors import install_error_handlers
 from control_plane.jobs.views import router as jobs_router
 from control_plane.storage import Storage, storage_from_url
@@ -21,6 +24,30 @@ def make_storage(settings: Settings) -> Storage:
         region=settings.s3_region,
         spool_dir=settings.resolved_work_dir / "uploads",
     )
+
+
+class ScopesHeaderMiddleware:
+    """Echo an API key's scopes on every response to it (errors included).
+
+    Plain ASGI rather than BaseHTTPMiddleware: no extra task or body buffering per request.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_scopes(message) -> None:
+            if message["type"] == "http.response.start":
+                scopes = (scope.get("state") or {}).get("api_scopes")
+                if scopes:
+                    message["headers"] = [*message.get("headers", []), (SCOPES_HEADER.lower().encode(), scopes.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_scopes)
 
 
 def create_app(
@@ -39,6 +66,9 @@ def create_app(
     app.state.storage = storage or make_storage(settings)
     app.state.job_listener = job_listener or (lambda _job_id: None)
     install_error_handlers(app)
+    app.add_middleware(ScopesHeaderMiddleware)
+    app.include_router(accounts_router)
+    app.include_router(billing_router)
     app.include_router(jobs_router)
     app.include_router(clips_router)
 

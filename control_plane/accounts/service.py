@@ -1,18 +1,53 @@
+"""Accounts, users, logins and API keys. Views translate HTTP; everything else is here."""
+
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
 
-from sqlalchemy import select
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from control_plane.accounts.models import Account, ApiKey
+from control_plane.accounts.models import Account, ApiKey, Membership, User, UserSession
+from control_plane.billing.plans import plan_of
+from control_plane.database import utcnow
+from control_plane.errors import ApiError
 
 KEY_PREFIX = "rf_live_"
+ROLES = ("owner", "admin", "member")
+# What a key may do; every key gets all of them unless it is created with fewer.
+SCOPES = ("uploads:write", "jobs:read", "jobs:write", "clips:read")
+SESSION_LIFETIME = timedelta(days=14)
+MIN_PASSWORD_LENGTH = 10
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# argon2id with the library's defaults (RFC 9106 low-memory profile).
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so both cases take the same time.
+_DUMMY_HASH = _hasher.hash("not a real password")
 
 
 def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: an account, through a key (with scopes) or a user's login."""
+
+    account: Account
+    via: str  # "key" | "session"
+    user: User | None = None
+    role: str | None = None
+    scopes: tuple[str, ...] = field(default=SCOPES)
+
+
+# ------------------------------------------------------------------ accounts and users
 
 
 def get_or_create_account(*, session: Session, name: str) -> Account:
@@ -24,14 +59,185 @@ def get_or_create_account(*, session: Session, name: str) -> Account:
     return account
 
 
-def create_api_key(*, session: Session, account: Account, name: str = "") -> str:
+def _unique_account_name(session: Session, wanted: str) -> str:
+    name, n = wanted, 1
+    while session.scalar(select(Account.id).where(Account.name == name)) is not None:
+        n += 1
+        name = f"{wanted} ({n})"
+    return name
+
+
+def sign_up(*, session: Session, email: str, password: str, account_name: str | None = None) -> tuple[User, Account]:
+    """A new user who owns a new workspace."""
+    email = email.strip().lower()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise ApiError(400, "a valid email is required")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ApiError(400, f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise ApiError(409, "email exists")
+    user = User(email=email, password_hash=_hasher.hash(password))
+    account = Account(name=_unique_account_name(session, (account_name or email.split("@")[0]).strip()[:150]))
+    session.add_all([user, account])
+    session.flush()
+    session.add(Membership(account_id=account.id, user_id=user.id, role="owner"))
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent sign-up with the same email
+        raise ApiError(409, "email exists") from exc
+    return user, account
+
+
+def verify_login(*, session: Session, email: str, password: str) -> User:
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        user = None
+    if user is None:
+        raise ApiError(401, "wrong email or password")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def role_in(*, session: Session, user: User, account_id: str) -> str | None:
+    return session.scalar(
+        select(Membership.role).where(Membership.user_id == user.id, Membership.account_id == account_id)
+    )
+
+
+def start_session(*, session: Session, user: User, account_id: str | None = None) -> str:
+    """A login: returns the cookie's token (only its hash is stored)."""
+    if account_id is None:
+        account_id = session.scalar(
+            select(Membership.account_id).where(Membership.user_id == user.id).order_by(Membership.created_at)
+        )
+    if account_id is None or role_in(session=session, user=user, account_id=account_id) is None:
+        raise ApiError(404, "account not found")
+    token = secrets.token_urlsafe(32)
+    session.add(UserSession(token_hash=hash_key(token), user_id=user.id, account_id=account_id,
+                            expires_at=utcnow() + SESSION_LIFETIME))  # fmt: skip
+    session.flush()
+    return token
+
+
+def end_session(*, session: Session, token: str) -> None:
+    row = session.scalar(select(UserSession).where(UserSession.token_hash == hash_key(token)))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+
+
+def add_member(*, session: Session, principal: Principal, email: str, role: str) -> Membership:
+    require_role(principal, "owner", "admin")
+    if role not in ROLES:
+        raise ApiError(400, f"role must be one of {', '.join(ROLES)}")
+    if role == "owner" and principal.role != "owner":
+        raise ApiError(403, "only an owner can add an owner")
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise ApiError(404, "no user with that email; they sign up first")
+    if role_in(session=session, user=user, account_id=principal.account.id) is not None:
+        raise ApiError(409, "already a member")
+    membership = Membership(account_id=principal.account.id, user_id=user.id, role=role)
+    session.add(membership)
+    session.flush()
+    return membership
+
+
+def list_members(*, session: Session, account: Account) -> list[tuple[Membership, User]]:
+    rows = session.execute(
+        select(Membership, User).join(User, User.id == Membership.user_id)
+        .where(Membership.account_id == account.id).order_by(Membership.created_at)
+    )  # fmt: skip
+    return [(m, u) for m, u in rows]
+
+
+# ------------------------------------------------------------------ authentication
+
+
+def authenticate(*, session: Session, plaintext: str) -> Account | None:
+    principal = principal_for_key(session=session, plaintext=plaintext)
+    return principal.account if principal else None
+
+
+def principal_for_key(*, session: Session, plaintext: str) -> Principal | None:
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None)))
+    if key is None:
+        return None
+    account = session.get(Account, key.account_id)
+    return Principal(account=account, via="key", scopes=tuple(key.scopes or SCOPES)) if account else None
+
+
+def principal_for_session(*, session: Session, token: str) -> Principal | None:
+    row = session.scalar(select(UserSession).where(UserSession.token_hash == hash_key(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    user = session.get(User, row.user_id)
+    role = role_in(session=session, user=user, account_id=row.account_id) if user else None
+    if role is None:  # removed from the workspace since logging in
+        return None
+    return Principal(account=session.get(Account, row.account_id), via="session", user=user, role=role)
+
+
+def require_role(principal: Principal, *roles: str) -> None:
+    if principal.via != "session":
+        raise ApiError(403, "API keys cannot manage keys, members or billing: sign in")
+    if principal.role not in roles:
+        raise ApiError(403, f"needs the {' or '.join(roles)} role")
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    if principal.via == "key" and scope not in principal.scopes:
+        raise ApiError(403, f"this API key lacks the {scope} scope")
+
+
+# ------------------------------------------------------------------ API keys
+
+
+def create_api_key(*, session: Session, account: Account, name: str = "", scopes: list[str] | None = None) -> str:
     """Create a key and return its plaintext: the only time it exists outside the caller."""
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)  # 256 bits of randomness
-    session.add(ApiKey(account_id=account.id, key_hash=hash_key(plaintext), prefix=plaintext[:12], name=name))
+    session.add(ApiKey(account_id=account.id, key_hash=hash_key(plaintext), prefix=plaintext[:12], name=name,
+                       scopes=list(scopes) if scopes else list(SCOPES)))  # fmt: skip
     session.flush()
     return plaintext
 
 
-def authenticate(*, session: Session, plaintext: str) -> Account | None:
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None)))
-    return session.get(Account, key.account_id) if key else None
+def issue_api_key(*, session: Session, principal: Principal, name: str, scopes: list[str] | None) -> tuple[ApiKey, str]:
+    """A key made from the /keys page: owners and admins, within the plan's limit."""
+    require_role(principal, "owner", "admin")
+    unknown = sorted(set(scopes or ()) - set(SCOPES))
+    if unknown:
+        raise ApiError(400, f"unknown scopes {unknown}; known: {list(SCOPES)}")
+    plan = plan_of(principal.account.plan)
+    if not plan.api_access:
+        raise ApiError(403, f"the {plan.name} plan does not include API access")
+    # Serialise key creation per account so two requests cannot both pass the limit.
+    session.scalar(select(Account.id).where(Account.id == principal.account.id).with_for_update())
+    active = session.scalar(
+        select(func.count()).select_from(ApiKey)
+        .where(ApiKey.account_id == principal.account.id, ApiKey.revoked_at.is_(None))
+    )  # fmt: skip
+    if active >= plan.api_keys:
+        raise ApiError(409, f"key limit reached: the {plan.name} plan allows {plan.api_keys} active keys")
+    plaintext = create_api_key(session=session, account=principal.account, name=name, scopes=scopes)
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext)))
+    return key, plaintext
+
+
+def list_api_keys(*, session: Session, principal: Principal) -> list[ApiKey]:
+    require_role(principal, "owner", "admin", "member")
+    return list(session.scalars(
+        select(ApiKey).where(ApiKey.account_id == principal.account.id).order_by(ApiKey.created_at.desc())
+    ))  # fmt: skip
+
+
+def revoke_api_key(*, session: Session, principal: Principal, key_id: str) -> ApiKey:
+    require_role(principal, "owner", "admin")
+    key = session.get(ApiKey, key_id)
+    if key is None or key.account_id != principal.account.id:
+        raise ApiError(404, "key not found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from control_plane.clips import service
-from control_plane.deps import CurrentAccount, SessionDep, StorageDep
+from control_plane.deps import ClipsReadAccount, SessionDep, StorageDep
 from control_plane.jobs.service import get_job
 
 router = APIRouter(prefix="/api/clips", tags=["reels"])
@@ -17,13 +17,13 @@ STREAM_CHUNK = 1 << 20
 
 
 @router.get("/{job_id}", summary="The generated-clips manifest (404 until the job is completed)")
-def get_manifest(job_id: str, account: CurrentAccount, session: SessionDep):
+def get_manifest(job_id: str, account: ClipsReadAccount, session: SessionDep):
     job = get_job(session=session, account=account, job_id=job_id)
     return service.manifest(session=session, job=job)
 
 
 @router.get("/{job_id}/{filename}", summary="Download an artifact: clip_NN.mp4, clip_NN.jpg, clip_NN.ass, manifest.json")
-def get_artifact(job_id: str, filename: str, request: Request, account: CurrentAccount,
+def get_artifact(job_id: str, filename: str, request: Request, account: ClipsReadAccount,
                  session: SessionDep, storage: StorageDep):
     job = get_job(session=session, account=account, job_id=job_id)
     if filename == service.MANIFEST_NAME:

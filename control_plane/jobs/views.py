@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from control_plane.deps import CurrentAccount, SessionDep, SettingsDep, StorageDep
+from control_plane.deps import JobsReadAccount, SessionDep, SettingsDep, StorageDep, UploadsAccount
 from control_plane.errors import ApiError
 from control_plane.jobs import service
 from control_plane.jobs.schemas import ProcessOptions, parse_options
@@ -35,7 +35,7 @@ router = APIRouter(prefix="/api", tags=["reels"])
     },
 )
 async def upload(
-    request: Request, account: CurrentAccount, session: SessionDep, settings: SettingsDep, storage: StorageDep
+    request: Request, account: UploadsAccount, session: SessionDep, settings: SettingsDep, storage: StorageDep
 ):
     parsed: dict[str, ProcessOptions] = {}
 
@@ -71,12 +71,12 @@ async def upload(
 
 
 @router.get("/jobs", summary="List the account's jobs, newest first")
-def list_jobs(account: CurrentAccount, session: SessionDep):
+def list_jobs(account: JobsReadAccount, session: SessionDep):
     jobs = service.list_jobs(session=session, account=account)
     return {"jobs": [service.job_view(session=session, job=j, with_tasks=False) for j in jobs]}
 
 
 @router.get("/jobs/{job_id}", summary="A job's status, stage and progress")
-def get_job(job_id: str, account: CurrentAccount, session: SessionDep):
+def get_job(job_id: str, account: JobsReadAccount, session: SessionDep):
     job = service.get_job(session=session, account=account, job_id=job_id)
     return service.job_view(session=session, job=job)

@@ -1,0 +1,153 @@
+"""Sign-up, login, members and the /keys page's API. Key management is session-only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel, Field
+
+from control_plane.accounts import service
+from control_plane.accounts.models import ApiKey
+from control_plane.deps import SESSION_COOKIE, CurrentPrincipal, SessionDep, SettingsDep
+
+router = APIRouter(prefix="/api", tags=["accounts"])
+
+
+class SignUp(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1000)
+    accountName: str | None = Field(default=None, max_length=150)
+
+
+class Login(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1000)
+    accountId: str | None = None
+
+
+class Me(BaseModel):
+    userId: str | None
+    email: str | None
+    accountId: str
+    accountName: str
+    plan: str
+    role: str | None
+    via: str
+
+
+class NewKey(BaseModel):
+    name: str = Field(default="", max_length=200)
+    scopes: list[str] | None = Field(default=None, description=f"subset of {list(service.SCOPES)}; default all")
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    createdAt: datetime
+    revokedAt: datetime | None
+
+
+class CreatedKey(KeyOut):
+    key: str = Field(description="the plaintext key: shown once, store it now")
+
+
+class NewMember(BaseModel):
+    email: str = Field(max_length=320)
+    role: str = "member"
+
+
+class MemberOut(BaseModel):
+    userId: str
+    email: str
+    role: str
+
+
+def _key_out(key: ApiKey) -> dict:
+    return {"id": key.id, "name": key.name, "prefix": key.prefix, "scopes": list(key.scopes or service.SCOPES),
+            "createdAt": key.created_at, "revokedAt": key.revoked_at}
+
+
+def _set_cookie(response: Response, token: str, secure: bool) -> None:
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(service.SESSION_LIFETIME.total_seconds()),
+                        httponly=True, samesite="lax", secure=secure, path="/")  # fmt: skip
+
+
+@router.post("/auth/signup", status_code=status.HTTP_201_CREATED, response_model=Me,
+             summary="Create a user who owns a new workspace; signs them in")
+def sign_up(body: SignUp, response: Response, session: SessionDep, settings: SettingsDep):
+    user, account = service.sign_up(session=session, email=body.email, password=body.password,
+                                    account_name=body.accountName)  # fmt: skip
+    token = service.start_session(session=session, user=user, account_id=account.id)
+    session.commit()
+    _set_cookie(response, token, secure=settings.environment == "prod")
+    return Me(userId=user.id, email=user.email, accountId=account.id, accountName=account.name, plan=account.plan,
+              role="owner", via="session")  # fmt: skip
+
+
+@router.post("/auth/login", response_model=Me, summary="Sign in: sets the httpOnly reels_session cookie")
+def login(body: Login, response: Response, session: SessionDep, settings: SettingsDep):
+    user = service.verify_login(session=session, email=body.email, password=body.password)
+    token = service.start_session(session=session, user=user, account_id=body.accountId)
+    principal = service.principal_for_session(session=session, token=token)
+    session.commit()
+    _set_cookie(response, token, secure=settings.environment == "prod")
+    assert principal is not None
+    return Me(userId=user.id, email=user.email, accountId=principal.account.id, accountName=principal.account.name,
+              plan=principal.account.plan, role=principal.role, via="session")  # fmt: skip
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out: the cookie stops working")
+def logout(request: Request, response: Response, session: SessionDep):
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        service.end_session(session=session, token=token)
+        session.commit()
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.status_code = status.HTTP_204_NO_CONTENT
+    return response
+
+
+@router.get("/auth/me", response_model=Me, summary="Who the request is authenticated as")
+def me(principal: CurrentPrincipal):
+    return Me(userId=principal.user.id if principal.user else None,
+              email=principal.user.email if principal.user else None, accountId=principal.account.id,
+              accountName=principal.account.name, plan=principal.account.plan, role=principal.role,
+              via=principal.via)  # fmt: skip
+
+
+@router.get("/keys", response_model=list[KeyOut], summary="The workspace's API keys (never their plaintext)")
+def list_keys(principal: CurrentPrincipal, session: SessionDep):
+    return [_key_out(k) for k in service.list_api_keys(session=session, principal=principal)]
+
+
+@router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=CreatedKey,
+             summary="Create an API key (owners and admins, signed in); the plaintext is returned once")
+def create_key(body: NewKey, principal: CurrentPrincipal, session: SessionDep):
+    key, plaintext = service.issue_api_key(session=session, principal=principal, name=body.name, scopes=body.scopes)
+    session.commit()
+    return {**_key_out(key), "key": plaintext}
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut, summary="Revoke a key: it is refused from the next request")
+def revoke_key(key_id: str, principal: CurrentPrincipal, session: SessionDep):
+    key = service.revoke_api_key(session=session, principal=principal, key_id=key_id)
+    session.commit()
+    return _key_out(key)
+
+
+@router.get("/accounts/members", response_model=list[MemberOut], summary="Members of the workspace and their roles")
+def list_members(principal: CurrentPrincipal, session: SessionDep):
+    service.require_role(principal, "owner", "admin", "member")
+    return [MemberOut(userId=u.id, email=u.email, role=m.role)
+            for m, u in service.list_members(session=session, account=principal.account)]  # fmt: skip
+
+
+@router.post("/accounts/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut,
+             summary="Add an existing user to the workspace (owners and admins)")
+def add_member(body: NewMember, principal: CurrentPrincipal, session: SessionDep):
+    membership = service.add_member(session=session, principal=principal, email=body.email, role=body.role)
+    session.commit()
+    return MemberOut(userId=membership.user_id, email=body.email.strip().lower(), role=membership.role)

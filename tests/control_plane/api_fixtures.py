@@ -1,0 +1,47 @@
+"""Fixtures for API-only tests (no scheduler, no Ray) on the suite's database, over ASGI in-process.
+
+Import them into a test module (`from api_fixtures import api, api_app, signed_up`); a
+conftest.py here would shadow the root one for modules that `import conftest`.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from control_plane.database import make_engine, make_session_factory
+from control_plane.main import create_app
+from control_plane.migrate import upgrade
+
+
+@pytest.fixture
+def api_app(settings):
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    app = create_app(settings, session_factory=make_session_factory(engine))
+    yield app
+    engine.dispose()
+
+
+@pytest.fixture
+def api(api_app):
+    with TestClient(api_app) as client:
+        yield client
+
+
+@pytest.fixture
+def signed_up(api_app):
+    """A factory of signed-in browsers: each call signs a new user up (owner of a new workspace)."""
+    clients = []
+
+    def make(email: str, password: str = "correct horse battery", account: str | None = None) -> TestClient:
+        client = TestClient(api_app)
+        clients.append(client)
+        response = client.post("/api/auth/signup", json={"email": email, "password": password,
+                                                          "accountName": account})  # fmt: skip
+        assert response.status_code == 201, response.text
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
