@@ -160,6 +160,7 @@ class SchedulerCore:
         self.flush_progress()
 
     def tick(self) -> None:
+        self.cancel_requested()
         self.plan_new_jobs()
         self.expire()
         self.dispatch()
@@ -196,6 +197,24 @@ class SchedulerCore:
             if rows:  # one executemany: ORM unit-of-work inserts cost ~0.3 ms a row
                 s.execute(insert(Task), rows)
             return len(jobs)
+
+    def cancel_requested(self) -> int:
+        """Cancel jobs the API was asked to cancel, and their tasks on the nodes running them."""
+        cancels: list[tuple[str, str]] = []
+        with self._db_lock, session_scope(self.sessions) as s:
+            jobs = s.scalars(
+                select(Job).where(Job.cancel_requested_at.is_not(None),
+                                  Job.status.in_([JobStatus.queued, JobStatus.downloading, JobStatus.processing]))
+            ).all()  # fmt: skip
+            for job in jobs:
+                if transition(JOB_MACHINE, job, JobStatus.cancelled):
+                    job.completed_at = utcnow()
+                for task in s.scalars(select(Task).where(Task.job_id == job.id)):
+                    if task.state in ACTIVE_TASK_STATES and task.node_id:
+                        cancels.append((task.node_id, task.id))
+                    transition(TASK_MACHINE, task, TaskState.cancelled, "state")
+        self._send_cancels(cancels)
+        return len(jobs)
 
     # ---------------------------------------------------------------- placement
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.database import Base, UTCDateTime, new_id, utcnow
@@ -26,4 +26,21 @@ class Video(Base):
     codec: Mapped[str] = mapped_column(String(50))
     has_audio: Mapped[bool] = mapped_column(default=False)
     probe: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Dev endpoints file videos under projects; reels uploads have none.
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"), nullable=True,
+                                                   index=True)  # fmt: skip
+    status: Mapped[str] = mapped_column(String(20), default="uploaded")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Project(Base):
+    """A folder of videos in a workspace; its slug is unique per account."""
+
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("account_id", "slug"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("proj_"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(220))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
