@@ -15,7 +15,7 @@ class Account(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("acc_"))
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    plan: Mapped[str] = mapped_column(String(32), default="business")
+    plan: Mapped[str] = mapped_column(String(32), default="business", server_default="business")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -65,6 +65,6 @@ class ApiKey(Base):
     # First characters of the key, so people can tell their keys apart.
     prefix: Mapped[str] = mapped_column(String(16))
     name: Mapped[str] = mapped_column(String(200), default="")
-    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    scopes: Mapped[list | None] = mapped_column(JSON, nullable=True)  # None: every scope
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

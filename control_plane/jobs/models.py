@@ -32,7 +32,7 @@ class Job(Base):
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     webhook_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     # Which API made it ("reels", "dev", "v1"): each answers in its own shape.
-    api: Mapped[str] = mapped_column(String(8), default="reels")
+    api: Mapped[str] = mapped_column(String(8), default="reels", server_default="reels")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -29,7 +29,7 @@ class Video(Base):
     # Dev endpoints file videos under projects; reels uploads have none.
     project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"), nullable=True,
                                                    index=True)  # fmt: skip
-    status: Mapped[str] = mapped_column(String(20), default="uploaded")
+    status: Mapped[str] = mapped_column(String(20), default="uploaded", server_default="uploaded")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

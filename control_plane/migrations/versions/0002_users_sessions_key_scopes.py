@@ -58,11 +58,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_user_sessions_user_id'), ['user_id'], unique=False)
 
     with op.batch_alter_table('accounts', schema=None) as batch_op:
-        # Existing workspaces get the default plan; existing keys every scope (empty = all).
+        # Existing workspaces get the default plan; existing keys every scope (null = all).
         batch_op.add_column(sa.Column('plan', sa.String(length=32), nullable=False, server_default='business'))
 
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('scopes', sa.JSON(), nullable=False, server_default='[]'))
+        batch_op.add_column(sa.Column('scopes', sa.JSON(), nullable=True))
 
     # ### end Alembic commands ###
 
