@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 from sqlalchemy.orm import Session
 
 from control_plane.accounts import service as accounts
@@ -41,7 +42,7 @@ SESSION_COOKIE = "reels_session"
 SCOPES_HEADER = "X-ReelFarm-Api-Scopes"
 
 
-def api_key_from(request: Request) -> str | None:
+def api_key_from(request: HTTPConnection) -> str | None:
     key = request.headers.get("x-api-key")
     if key:
         return key.strip()
@@ -49,7 +50,7 @@ def api_key_from(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token else None
 
 
-def principal_from(request: Request, session: Session) -> Principal:
+def principal_from(request: HTTPConnection, session: Session) -> Principal:
     """A key wins over a cookie; a wrong or revoked key is a 401 with no fallback."""
     plaintext = api_key_from(request)
     if plaintext is not None:

@@ -28,21 +28,28 @@ def _format_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def error_body(request: Request, message: str) -> dict:
+    """`{error}`; the v1 API's envelope adds `success: false`."""
+    if request.url.path.startswith("/api/v1/"):
+        return {"success": False, "error": message}
+    return {"error": message}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)
+    async def _api_error(request: Request, exc: ApiError):
+        return JSONResponse(error_body(request, exc.message), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException):
+    async def _http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(error_body(request, message), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError):
-        return JSONResponse({"error": _format_validation(exc)}, status_code=400)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        return JSONResponse(error_body(request, _format_validation(exc)), status_code=400)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception):
+    async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error")
-        return JSONResponse({"error": "internal server error"}, status_code=500)
+        return JSONResponse(error_body(request, "internal server error"), status_code=500)

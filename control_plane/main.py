@@ -13,7 +13,9 @@ from control_plane.config import Settings
 from control_plane.database import make_engine, make_session_factory
 from control_plane.deps import SCOPES_HEADER
 from control_plane.errors import install_error_handlers
+from control_plane.jobs.live import router as live_router
 from control_plane.jobs.views import router as jobs_router
+from control_plane.v1.views import router as v1_router
 from control_plane.storage import Storage, storage_from_url
 
 
@@ -71,6 +73,8 @@ def create_app(
     app.include_router(billing_router)
     app.include_router(jobs_router)
     app.include_router(clips_router)
+    app.include_router(live_router)
+    app.include_router(v1_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():

@@ -8,8 +8,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from control_plane.accounts.models import Account
+from control_plane.accounts.service import Principal, require_scope
 from control_plane.clips.models import Artifact
 from control_plane.config import Settings
+from control_plane.database import utcnow
 from control_plane.errors import ApiError
 from control_plane.jobs.models import Job
 from control_plane.jobs.schemas import ProcessOptions
@@ -69,7 +71,8 @@ def check_options_fit(options: ProcessOptions, video: Video) -> None:
 
 
 def create_job(
-    *, session: Session, account: Account, video: Video, options: ProcessOptions, settings: Settings
+    *, session: Session, account: Account, video: Video, options: ProcessOptions, settings: Settings,
+    api: str = "reels", webhook_url: str | None = None, render_overrides: dict | None = None,
 ) -> Job:
     check_options_fit(options, video)
     job = Job(
@@ -77,11 +80,17 @@ def create_job(
         video_id=video.id,
         original_name=video.original_name,
         options=options.model_dump(),
-        render_settings=render_settings(settings),
+        render_settings={**render_settings(settings), **(render_overrides or {})},
+        api=api,
+        webhook_url=webhook_url,
     )
     session.add(job)
     session.commit()
     return job
+
+
+def require_scope_read(principal: Principal) -> None:
+    require_scope(principal, "jobs:read")
 
 
 def get_job(*, session: Session, account: Account, job_id: str) -> Job:
@@ -89,6 +98,28 @@ def get_job(*, session: Session, account: Account, job_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None or job.account_id != account.id:
         raise ApiError(404, "job not found")
+    return job
+
+
+def get_video(*, session: Session, account: Account, video_id: str) -> Video:
+    """Another account's video answers exactly like a missing one."""
+    video = session.get(Video, video_id)
+    if video is None or video.account_id != account.id:
+        raise ApiError(404, "video not found")
+    return video
+
+
+def request_cancel(*, session: Session, account: Account, job_id: str) -> Job:
+    """Record a cancel request; the scheduler cancels the job and its running tasks.
+
+    Idempotent: asking again, or after the job was cancelled, changes nothing.
+    """
+    job = get_job(session=session, account=account, job_id=job_id)
+    if job.status in ("completed", "failed"):
+        raise ApiError(409, f"job already {job.status}")
+    if job.cancel_requested_at is None and job.status != "cancelled":
+        job.cancel_requested_at = utcnow()
+        session.commit()
     return job
 
 

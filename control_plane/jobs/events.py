@@ -1,0 +1,58 @@
+"""Live job progress for WebSocket and SSE clients: one snapshot reader, two wire formats.
+
+Progress reaches the database from the scheduler (throttled); each connection re-reads
+its job's row every `poll_seconds` and sends only changes, ending after a terminal
+state. Reads run in the thread pool: the event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from starlette.concurrency import run_in_threadpool
+
+from control_plane.jobs.models import Job
+from scheduler.states import JOB_MACHINE
+
+POLL_SECONDS = 0.5
+# SSE comment lines this often keep proxies from closing an idle stream.
+HEARTBEAT_SECONDS = 15.0
+
+
+def snapshot(job: Job) -> dict:
+    return {
+        "jobId": job.id,
+        "status": job.status,
+        "stage": job.stage,
+        "progress_percent": round(job.progress_percent or 0.0, 1),
+        "error": job.error,
+        "updatedAt": int(job.updated_at.timestamp() * 1000),
+    }
+
+
+async def job_updates(session_factory: Callable, job_id: str, poll_seconds: float = POLL_SECONDS
+                      ) -> AsyncIterator[dict | None]:
+    """Yield a snapshot whenever the job changes (None as a keep-alive tick); stop after a terminal one."""
+
+    def read() -> dict | None:
+        with session_factory() as session:
+            job = session.get(Job, job_id)
+            return snapshot(job) if job is not None else None
+
+    last, idle = None, 0.0
+    while True:
+        current = await run_in_threadpool(read)
+        if current is None:
+            return
+        if current != last:
+            last, idle = current, 0.0
+            yield current
+            if JOB_MACHINE.is_terminal(current["status"]):
+                return
+        else:
+            idle += poll_seconds
+            if idle >= HEARTBEAT_SECONDS:
+                idle = 0.0
+                yield None
+        await asyncio.sleep(poll_seconds)

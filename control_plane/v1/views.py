@@ -1,0 +1,167 @@
+"""The v1 jobs API: videos with metadata, jobs with stages, results, cancel, SSE.
+
+Responses use the `{success, message, data}` envelope; errors `{success: false, error}`
+(control_plane/errors.py). Same service layer, jobs and videos as the reels API.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from control_plane.clips import service as clips
+from control_plane.deps import JobsReadAccount, JobsWriteAccount, SessionDep, SettingsDep, StorageDep, UploadsAccount
+from control_plane.errors import ApiError
+from control_plane.jobs import service
+from control_plane.jobs.events import job_updates
+from control_plane.jobs.models import Job
+from control_plane.jobs.schemas import parse_options
+from control_plane.uploads import receive_multipart
+from control_plane.videos.models import Video
+
+router = APIRouter(prefix="/api/v1", tags=["v1"])
+
+# The document's `config.quality`, as x264 effort (the encode's preset).
+QUALITY_PRESETS = {"low": "ultrafast", "medium": "veryfast", "high": "medium"}
+
+
+def _ok(message: str, data: dict) -> dict:
+    return {"success": True, "message": message, "data": data}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _video_data(video: Video) -> dict:
+    return {
+        "video_id": video.id,
+        "filename": video.original_name,
+        "file_size_bytes": video.size_bytes,
+        "metadata": {
+            "width": video.width,
+            "height": video.height,
+            "duration_seconds": video.duration_seconds,
+            "frame_rate": video.frame_rate,
+            "codec": video.codec,
+            "bitrate_kbps": (video.probe or {}).get("bitrate_kbps"),
+            "format": (video.probe or {}).get("format"),
+        },
+        "uploaded_at": _iso(video.created_at),
+        # Content-addressed: the same bytes always have this address.
+        "storage_url": f"sha256:{video.sha256}",
+    }
+
+
+def _job_data(job: Job) -> dict:
+    return {
+        "job_id": job.id,
+        "video_id": job.video_id,
+        "status": job.status,
+        "progress_percent": round(job.progress_percent or 0.0, 1),
+        "current_stage": job.stage,
+        "error": job.error,
+        "cancel_requested": job.cancel_requested_at is not None,
+        "created_at": _iso(job.created_at),
+        "updated_at": _iso(job.updated_at),
+    }
+
+
+class NewJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    video_id: str = Field(max_length=64)
+    config: dict = Field(default_factory=dict, description="ProcessOptions fields, plus quality")
+    webhook_url: str | None = Field(None, max_length=2000)
+
+
+@router.post("/videos/upload", summary="Upload a video (multipart `file`); returns its ffprobe metadata")
+async def upload_video(request: Request, account: UploadsAccount, session: SessionDep, settings: SettingsDep,
+                       storage: StorageDep):
+    received = await receive_multipart(
+        request, file_field="file", open_writer=lambda: storage.open_writer(max_bytes=settings.max_upload_bytes),
+        max_bytes=settings.max_upload_bytes,
+    )  # fmt: skip
+    if received.writer is None:
+        raise ApiError(400, "file required")
+    try:
+        video = service.create_video_from_upload(session=session, account=account, writer=received.writer,
+                                                 original_name=received.filename or "video")  # fmt: skip
+        session.commit()
+    finally:
+        received.writer.abort()  # no-op once committed
+    return _ok("Video uploaded successfully", _video_data(video))
+
+
+@router.post("/jobs", summary="Create a processing job for an uploaded video")
+def create_job(body: NewJob, request: Request, account: JobsWriteAccount, session: SessionDep, settings: SettingsDep):
+    video = service.get_video(session=session, account=account, video_id=body.video_id)
+    config = dict(body.config)
+    quality = config.pop("quality", None)
+    if quality is not None and quality not in QUALITY_PRESETS:
+        raise ApiError(400, f"config.quality: must be one of {list(QUALITY_PRESETS)}")
+    options = parse_options(config)
+    overrides = {"x264_preset": QUALITY_PRESETS[quality]} if quality else {}
+    job = service.create_job(session=session, account=account, video=video, options=options, settings=settings,
+                             api="v1", webhook_url=body.webhook_url, render_overrides=overrides)  # fmt: skip
+    request.app.state.job_listener(job.id)
+    return _ok("Job created", _job_data(job))
+
+
+@router.get("/jobs/{job_id}", summary="A job's status, progress_percent and current_stage")
+def get_job(job_id: str, account: JobsReadAccount, session: SessionDep):
+    return _ok("Job retrieved", _job_data(service.get_job(session=session, account=account, job_id=job_id)))
+
+
+@router.get("/jobs/{job_id}/result", summary="The finished job's output (409 until it is completed)")
+def get_result(job_id: str, account: JobsReadAccount, session: SessionDep):
+    job = service.get_job(session=session, account=account, job_id=job_id)
+    if job.status != "completed":
+        raise ApiError(409, f"job is not completed (status {job.status})")
+    manifest = clips.manifest(session=session, job=job)
+    data = {
+        "job_id": job.id,
+        "status": job.status,
+        "progress_percent": 100,
+        "output_video_url": manifest["clips"][0]["downloadUrl"] if manifest["clips"] else None,
+        "processing_time_seconds": round((job.completed_at - job.created_at).total_seconds(), 3)
+        if job.completed_at else None,
+        "clips": manifest["clips"],
+        # Style DNA arrives with its own issue: no style was extracted for this job.
+        "style_json": None,
+    }
+    return _ok("Job result retrieved", data)
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a job; its running tasks are stopped on their nodes")
+def cancel_job(job_id: str, request: Request, account: JobsWriteAccount, session: SessionDep):
+    job = service.request_cancel(session=session, account=account, job_id=job_id)
+    request.app.state.job_listener(job.id)
+    return _ok("Job cancellation requested" if job.status != "cancelled" else "Job cancelled", _job_data(job))
+
+
+@router.get("/jobs/{job_id}/events", summary="Server-sent events: the job's status, stage and progress as they change",
+            response_class=StreamingResponse)
+async def job_events(job_id: str, request: Request, account: JobsReadAccount, session: SessionDep):
+    service.get_job(session=session, account=account, job_id=job_id)  # 404 before the stream starts
+    session.close()  # the stream reads with its own sessions
+    factory = request.app.state.session_factory
+
+    async def stream():
+        async for update in job_updates(factory, job_id):
+            if await request.is_disconnected():
+                return
+            if update is None:
+                yield ": keep-alive\n\n"
+                continue
+            data = {"job_id": update["jobId"], "status": update["status"], "current_stage": update["stage"],
+                    "progress_percent": update["progress_percent"], "error": update["error"]}  # fmt: skip
+            yield f"event: job\ndata: {json.dumps(data)}\n\n"
+        yield "event: end\ndata: {}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip

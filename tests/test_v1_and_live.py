@@ -1,0 +1,139 @@
+"""The v1 jobs API, live progress (SSE and WebSocket) and cancel, on a real embedded stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+import ray
+import websockets
+from conftest import make_video, new_api_key
+
+
+def _v1(client, method, path, **kwargs):
+    return client.http.request(method, f"/api/v1{path}", **kwargs)
+
+
+def _wait_status(client, job_id, statuses, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = _v1(client, "GET", f"/jobs/{job_id}").json()["data"]
+        if data["status"] in statuses:
+            return data
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never reached {statuses}: {data}")
+
+
+def test_v1_upload_job_events_and_result(client, stack, sample_video):
+    uploaded = _v1(client, "POST", "/videos/upload", files={"file": ("talk.mp4", sample_video.read_bytes(), "video/mp4")})
+    assert uploaded.status_code == 200, uploaded.text
+    body = uploaded.json()
+    assert body["success"] is True and body["message"] == "Video uploaded successfully"
+    meta = body["data"]["metadata"]
+    assert (meta["width"], meta["height"], meta["codec"]) == (320, 240, "h264")
+    assert meta["duration_seconds"] == pytest.approx(4.0, abs=0.1) and meta["frame_rate"] == pytest.approx(25)
+    assert meta["format"].startswith("mov,mp4") and meta["bitrate_kbps"] > 0
+
+    created = _v1(client, "POST", "/jobs", json={"video_id": body["data"]["video_id"],
+                                                  "config": {"mode": "none", "quality": "low"}})  # fmt: skip
+    assert created.status_code == 200, created.text
+    job = created.json()["data"]
+    assert job["status"] == "queued" and job["progress_percent"] == 0 and job["current_stage"] is None
+
+    events = []
+    with client.http.stream("GET", f"/api/v1/jobs/{job['job_id']}/events", timeout=120) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: ") and name == "job":
+                events.append(json.loads(line[6:]))
+            elif line.startswith("data: ") and name == "end":
+                break
+    assert events[-1]["status"] == "completed"
+    percents = [e["progress_percent"] for e in events]
+    assert percents == sorted(percents) and percents[-1] == 100
+    assert len(events) >= 2  # it saw the job move, not just its end
+
+    result = _v1(client, "GET", f"/jobs/{job['job_id']}/result").json()
+    assert result["message"] == "Job result retrieved"
+    data = result["data"]
+    assert data["status"] == "completed" and data["processing_time_seconds"] > 0
+    video = client.http.get(data["output_video_url"])
+    assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+
+
+def test_v1_errors_use_the_envelope(client, stack, sample_video):
+    missing = _v1(client, "GET", "/jobs/job_missing")
+    assert missing.status_code == 404 and missing.json() == {"success": False, "error": "job not found"}
+    bad = _v1(client, "POST", "/jobs", json={"video_id": "vid_missing"})
+    assert bad.status_code == 404 and bad.json()["success"] is False
+    uploaded = _v1(client, "POST", "/videos/upload", files={"file": ("a.mp4", sample_video.read_bytes(), "video/mp4")})
+    video_id = uploaded.json()["data"]["video_id"]
+    wrong = _v1(client, "POST", "/jobs", json={"video_id": video_id, "config": {"quality": "ultra"}})
+    assert wrong.status_code == 400 and "quality" in wrong.json()["error"]
+    unknown = _v1(client, "POST", "/jobs", json={"video_id": video_id, "config": {"numClipz": 2}})
+    assert unknown.status_code == 400 and "numClipz" in unknown.json()["error"]
+    not_done = _v1(client, "POST", "/jobs", json={"video_id": video_id, "config": {"mode": "none"}}).json()["data"]
+    early = _v1(client, "GET", f"/jobs/{not_done['job_id']}/result")
+    assert early.status_code in (200, 409)  # 409 while it is still running
+
+
+def test_cancel_stops_the_running_task_on_its_node(client, stack, tmp_path):
+    long = make_video(tmp_path / "long.mp4", seconds=40, size="640x360")
+    video_id = _v1(client, "POST", "/videos/upload",
+                   files={"file": ("long.mp4", long.read_bytes(), "video/mp4")}).json()["data"]["video_id"]  # fmt: skip
+    # A slow preset and full HD output: the task is surely still running when cancelled.
+    job = _v1(client, "POST", "/jobs", json={"video_id": video_id,
+                                              "config": {"mode": "none", "quality": "high"}}).json()["data"]  # fmt: skip
+    _wait_status(client, job["job_id"], {"processing"})
+    node = stack.nodes[0]
+    deadline = time.monotonic() + 60
+    while not ray.get(node.status.remote())["running"]:
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.1)
+    cancelled = _v1(client, "POST", f"/jobs/{job['job_id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["data"]["cancel_requested"] is True
+    assert _wait_status(client, job["job_id"], {"cancelled", "completed", "failed"}, timeout=30)["status"] == "cancelled"
+    deadline = time.monotonic() + 15
+    while ray.get(node.status.remote())["running"]:  # the node was told over gRPC and stopped
+        assert time.monotonic() < deadline, "the node kept rendering a cancelled job"
+        time.sleep(0.1)
+    again = _v1(client, "POST", f"/jobs/{job['job_id']}/cancel")  # idempotent
+    assert again.status_code == 200 and again.json()["data"]["status"] == "cancelled"
+
+
+def test_websocket_pushes_progress_and_checks_ownership(client, stack, sample_video):
+    key = client.http.headers["x-api-key"]
+    job_id = client.upload(sample_video, {"mode": "none"})["jobId"]
+    url = stack.base_url.replace("http://", "ws://") + f"/ws?jobId={job_id}"
+
+    async def listen():
+        seen = []
+        async with websockets.connect(url, additional_headers={"X-API-Key": key}) as socket:
+            async for message in socket:
+                seen.append(json.loads(message))
+        return seen
+
+    updates = asyncio.run(asyncio.wait_for(listen(), timeout=120))
+    assert updates[-1]["status"] == "completed" and updates[-1]["jobId"] == job_id
+    assert [u["progress_percent"] for u in updates] == sorted(u["progress_percent"] for u in updates)
+
+    other = new_api_key(stack.session_factory, account="someone-else")
+
+    async def refused(headers):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+            async with websockets.connect(url, additional_headers=headers):
+                pass
+        return info.value.response.status_code
+
+    assert asyncio.run(refused({"X-API-Key": other})) == 404  # another account's job: like a missing one
+    assert asyncio.run(refused({})) == 401
+    missing = stack.base_url.replace("http://", "ws://") + "/ws?jobId=nope"
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        asyncio.run(websockets.connect(missing, additional_headers={"X-API-Key": key}).__aenter__())
+    assert httpx.get(f"{stack.base_url}/api/jobs/{job_id}", headers={"X-API-Key": other}).status_code == 404
