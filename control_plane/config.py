@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret-change-me"}
 
@@ -29,6 +31,15 @@ class Settings(BaseSettings):
     # API
     max_upload_bytes: int = 1 << 30
     upload_chunk_bytes: int = 1 << 20
+    # URL ingest (control_plane/ingest/) and every other server-side fetch refuse private,
+    # loopback, link-local, CGNAT and metadata addresses; networks listed here (CIDR, as a
+    # JSON list or comma-separated: "10.0.0.0/8,192.168.1.0/24") are allowed anyway.
+    fetch_allow_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Background URL downloads running at once (threads of the API process).
+    url_download_workers: int = Field(default=2, ge=1, le=64)
+    # Pages that are not a media file (YouTube, TikTok...) go to yt-dlp when it is installed.
+    # yt-dlp fetches through its own HTTP stack: only the URL's first host is address-checked.
+    allow_yt_dlp: bool = True
 
     # Scheduler
     scheduler_address: str = "127.0.0.1:50051"
@@ -62,6 +73,24 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         # Absolute, so Ray workers (other working directories) see the same folders.
         return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("fetch_allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value):
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("fetch_allow_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        networks = []
+        for cidr in value:
+            try:
+                networks.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"fetch_allow_networks: {cidr!r} is not an IP network in CIDR form") from None
+        return networks
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "Settings":
