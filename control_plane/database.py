@@ -95,5 +95,6 @@ def import_all_models() -> None:
     from control_plane.accounts import models as _accounts  # noqa: F401
     from control_plane.clips import models as _clips  # noqa: F401
     from control_plane.jobs import models as _jobs  # noqa: F401
+    from control_plane.projects import models as _projects  # noqa: F401
     from control_plane.videos import models as _videos  # noqa: F401
     from scheduler import models as _tasks  # noqa: F401

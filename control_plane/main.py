@@ -15,6 +15,7 @@ from control_plane.deps import SCOPES_HEADER
 from control_plane.errors import install_error_handlers
 from control_plane.jobs.live import router as live_router
 from control_plane.jobs.views import router as jobs_router
+from control_plane.projects.views import router as dev_router
 from control_plane.v1.views import router as v1_router
 from control_plane.storage import Storage, storage_from_url
 
@@ -75,6 +76,7 @@ def create_app(
     app.include_router(clips_router)
     app.include_router(live_router)
     app.include_router(v1_router)
+    app.include_router(dev_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():

@@ -28,7 +28,7 @@ def plan_clips(duration: float, options: dict) -> tuple[list[PlannedClip], str]:
     """Clip ranges for a job and the name of the selection method used.
 
     `mode: none` is one clip over the (trimmed) source. Until moment selection
-    exists, `mode: ai` spreads numClips windows of the clipLength's middle length
+    exists, `mode: ai` spreads numClips windows of the clipLength's (or min/maxDuration's) middle length
     evenly over the source ("uniform"), never more than fit without overlap.
     """
     start, end = source_window(duration, options)
@@ -36,6 +36,10 @@ def plan_clips(duration: float, options: dict) -> tuple[list[PlannedClip], str]:
     if options.get("mode", "ai") == "none":
         return [PlannedClip(1, start, end)], "full"
     low, high = CLIP_LENGTH_RANGES[options.get("clipLength", "medium")]
+    if options.get("minDuration") is not None or options.get("maxDuration") is not None:
+        # The dev endpoints' explicit bounds replace clipLength's range.
+        low = float(options.get("minDuration") or 1.0)
+        high = float(options.get("maxDuration") or max(low, 60.0))
     length = min((low + high) / 2, span)
     count = max(1, min(int(options.get("numClips", 3)), int(span // length) if length else 1))
     gap = (span - count * length) / count

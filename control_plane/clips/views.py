@@ -29,6 +29,11 @@ def get_artifact(job_id: str, filename: str, request: Request, account: ClipsRea
     if filename == service.MANIFEST_NAME:
         return service.manifest(session=session, job=job)
     artifact = service.get_artifact(session=session, job=job, filename=filename)
+    return artifact_response(artifact, request, storage)
+
+
+def artifact_response(artifact, request: Request, storage) -> Response:
+    """An artifact's bytes with its ETag (the SHA-256) and immutable caching; 304 when unchanged."""
     etag = f'"{artifact.sha256}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     if request.headers.get("if-none-match") == etag:

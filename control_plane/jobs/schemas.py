@@ -39,6 +39,10 @@ class ProcessOptions(BaseModel):
     genre: Literal["podcast", "interview", "vlog", "tutorial", "auto"] = Field("auto", description="Content genre")
     trimStart: float = Field(0.0, ge=0, description="Cut the source before this many seconds")
     trimEnd: float | None = Field(None, gt=0, description="Cut the source after this many seconds")
+    # The dev endpoints' clip bounds; when set they replace clipLength's range.
+    minDuration: float | None = Field(None, ge=1, le=600, description="Shortest clip, seconds (dev endpoints)")
+    maxDuration: float | None = Field(None, ge=1, le=600, description="Longest clip, seconds (dev endpoints)")
+    customInstructions: str = Field("", max_length=2000, description="Guidance for the selector (dev endpoints)")
     # Until transcription exists, captions are drawn from words given with the job.
     transcript: list[TranscriptWord] | None = Field(
         None, max_length=100_000, description="Timed words {text, start, end} in source seconds, for captions"
@@ -48,6 +52,8 @@ class ProcessOptions(BaseModel):
     def _trim_order(self) -> "ProcessOptions":
         if self.trimEnd is not None and self.trimEnd <= self.trimStart:
             raise ValueError("trimEnd must be greater than trimStart")
+        if self.minDuration is not None and self.maxDuration is not None and self.maxDuration < self.minDuration:
+            raise ValueError("maxDuration must be at least minDuration")
         return self
 
 

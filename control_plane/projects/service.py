@@ -1,0 +1,119 @@
+"""Projects and the dev endpoints' views of videos, calls and clips (same jobs underneath)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from control_plane.accounts.models import Account
+from control_plane.clips.models import Artifact, Clip
+from control_plane.errors import ApiError
+from control_plane.jobs.models import Job
+from control_plane.projects.models import Project
+from control_plane.videos.models import Video
+from scheduler.models import Task
+
+PREVIEW_TTL_SECONDS = 3600
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug[:200] or "project"
+
+
+def check_account(account: Account, account_id: str | None) -> None:
+    """The dev endpoints name their workspace; naming another one is like naming none."""
+    if account_id is not None and account_id != account.id:
+        raise ApiError(404, "account not found")
+
+
+def create_project(*, session: Session, account: Account, name: str) -> Project:
+    name = name.strip()
+    if not name:
+        raise ApiError(400, "name is required")
+    base = slugify(name)
+    for n in range(1, 1000):
+        slug = base if n == 1 else f"{base}-{n}"
+        if session.scalar(select(Project.id).where(Project.account_id == account.id, Project.slug == slug)) is None:
+            project = Project(account_id=account.id, name=name[:200], slug=slug)
+            session.add(project)
+            try:
+                session.commit()
+            except IntegrityError:  # a concurrent create took the slug: try the next one
+                session.rollback()
+                continue
+            return project
+    raise ApiError(409, "too many projects with this name")
+
+
+def get_project(*, session: Session, account: Account, project_id: str) -> Project:
+    project = session.get(Project, project_id)
+    if project is None or project.account_id != account.id:
+        raise ApiError(404, "project not found")
+    return project
+
+
+def job_for_call(*, session: Session, account: Account, call_id: str) -> Job:
+    job = session.get(Job, call_id)
+    if job is None or job.account_id != account.id or job.api != "dev":
+        raise ApiError(404, "call not found")
+    return job
+
+
+def video_clips(*, session: Session, video: Video) -> list[tuple[Clip, Job]]:
+    rows = session.execute(
+        select(Clip, Job).join(Job, Job.id == Clip.job_id)
+        .where(Job.video_id == video.id, Job.status == "completed").order_by(Job.created_at, Clip.clip_index)
+    )  # fmt: skip
+    return [(c, j) for c, j in rows]
+
+
+def video_summary(*, session: Session, video: Video) -> dict:
+    """Clip counts over every job of the video: ready, draft (planned, not rendered yet), failed."""
+    states = dict(session.execute(
+        select(Task.state, func.count()).join(Job, Job.id == Task.job_id)
+        .where(Job.video_id == video.id).group_by(Task.state)
+    ).all())  # fmt: skip
+    ready = states.get("completed", 0)
+    failed = states.get("failed", 0) + states.get("cancelled", 0)
+    total = sum(states.values())
+    busy = session.scalar(select(func.count()).select_from(Job).where(
+        Job.video_id == video.id, Job.status.in_(["queued", "downloading", "processing"])))  # fmt: skip
+    status = "processing" if busy else "ready" if ready else "failed" if failed else video.status
+    return {
+        "video": {"id": video.id, "title": video.original_name, "status": status},
+        "counts": {"total": total, "ready": ready, "draft": total - ready - failed, "failed": failed},
+    }
+
+
+def _signature(secret: str, clip_id: str, expires: int) -> str:
+    return hmac.new(secret.encode(), f"preview:{clip_id}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def signed_preview_url(*, secret: str, clip_id: str, now: float | None = None) -> str:
+    expires = int((now or time.time()) + PREVIEW_TTL_SECONDS)
+    return f"/api/dev/preview/{clip_id}?expires={expires}&signature={_signature(secret, clip_id, expires)}"
+
+
+def verify_preview(*, secret: str, clip_id: str, expires: int, signature: str, now: float | None = None) -> None:
+    good = _signature(secret, clip_id, expires)
+    if not hmac.compare_digest(good, signature):
+        raise ApiError(403, "invalid preview signature")
+    if (now or time.time()) > expires:
+        raise ApiError(403, "preview link expired")
+
+
+def preview_artifact(*, session: Session, clip_id: str) -> Artifact:
+    clip = session.get(Clip, clip_id)
+    artifact = clip and session.scalar(
+        select(Artifact).where(Artifact.job_id == clip.job_id, Artifact.filename == f"clip_{clip.clip_index:02d}.mp4")
+    )
+    if artifact is None:
+        raise ApiError(404, "clip not found")
+    return artifact

@@ -1,0 +1,128 @@
+"""The dev endpoints: projects, video upload, submit/poll clip generation, clips, summary."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from control_plane.clips.views import artifact_response
+from control_plane.deps import JobsReadAccount, JobsWriteAccount, SessionDep, SettingsDep, StorageDep, UploadsAccount
+from control_plane.errors import ApiError
+from control_plane.jobs import service as jobs
+from control_plane.jobs.schemas import parse_options
+from control_plane.projects import service
+from control_plane.uploads import receive_multipart
+
+router = APIRouter(prefix="/api/dev", tags=["dev"])
+
+
+class NewProject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    accountId: str | None = Field(None, max_length=64, description="The workspace; defaults to the caller's")
+
+
+class Submit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    videoId: str = Field(max_length=64)
+    maxClips: int = Field(3, ge=1, le=10)
+    minDuration: float = Field(30, ge=1, le=600)
+    maxDuration: float = Field(60, ge=1, le=600)
+    aspectRatio: str = Field("9:16", description="9:16 | 1:1 | 16:9 (4:5 too)")
+    customInstructions: str = Field("", max_length=2000)
+
+
+def _project(project) -> dict:
+    return {"id": project.id, "name": project.name, "slug": project.slug, "accountId": project.account_id,
+            "createdAt": project.created_at.isoformat()}  # fmt: skip
+
+
+@router.post("/create-project", status_code=status.HTTP_201_CREATED, summary="Create a project (slug unique per account)")
+def create_project(body: NewProject, account: UploadsAccount, session: SessionDep):
+    service.check_account(account, body.accountId)
+    return {"project": _project(service.create_project(session=session, account=account, name=body.name))}
+
+
+@router.post("/upload-video", status_code=status.HTTP_201_CREATED,
+             summary="Upload a video into a project (multipart: file, account_id, project_id); status uploaded")
+async def upload_video(request: Request, account: UploadsAccount, session: SessionDep, settings: SettingsDep,
+                       storage: StorageDep):
+    fields: dict[str, str] = {}
+    received = await receive_multipart(
+        request, file_field="file", open_writer=lambda: storage.open_writer(max_bytes=settings.max_upload_bytes),
+        max_bytes=settings.max_upload_bytes, on_field=fields.__setitem__,
+    )  # fmt: skip
+    if received.writer is None:
+        raise ApiError(400, "file required")
+    try:
+        service.check_account(account, fields.get("account_id"))
+        if not fields.get("project_id"):
+            raise ApiError(400, "project_id required")
+        project = service.get_project(session=session, account=account, project_id=fields["project_id"])
+        video = jobs.create_video_from_upload(session=session, account=account, writer=received.writer,
+                                              original_name=received.filename or "video")  # fmt: skip
+        video.project_id = project.id
+        session.commit()
+    finally:
+        received.writer.abort()  # no-op once committed
+    return {"video": {"id": video.id, "title": video.original_name, "status": video.status,
+                      "project_id": project.id, "duration_seconds": video.duration_seconds}}  # fmt: skip
+
+
+@router.post("/process-video-submit", summary="Start clip generation for an uploaded video; returns a callId")
+def submit(body: Submit, request: Request, account: JobsWriteAccount, session: SessionDep, settings: SettingsDep):
+    video = jobs.get_video(session=session, account=account, video_id=body.videoId)
+    options = parse_options({"numClips": body.maxClips, "minDuration": body.minDuration,
+                             "maxDuration": body.maxDuration, "aspectRatio": body.aspectRatio,
+                             "customInstructions": body.customInstructions})  # fmt: skip
+    job = jobs.create_job(session=session, account=account, video=video, options=options, settings=settings,
+                          api="dev")  # fmt: skip
+    request.app.state.job_listener(job.id)
+    return {"callId": job.id}
+
+
+@router.get("/process-video-result", summary="202 while running, 200 with the result when done, 404 unknown call")
+def result(callId: str, account: JobsReadAccount, session: SessionDep, settings: SettingsDep):
+    job = service.job_for_call(session=session, account=account, call_id=callId)
+    if job.status in ("queued", "downloading", "processing"):
+        return JSONResponse({"callId": job.id, "status": "running", "progress_percent": round(job.progress_percent, 1)},
+                            status_code=202)  # fmt: skip
+    video = jobs.get_video(session=session, account=account, video_id=job.video_id)
+    clips = [c for c in service.video_clips(session=session, video=video) if c[1].id == job.id]
+    return {"callId": job.id, "status": job.status, "error": job.error, "videoId": video.id,
+            "clips": [_clip(c, j, settings.secret_key) for c, j in clips]}  # fmt: skip
+
+
+def _clip(clip, job, secret: str) -> dict:
+    metadata = clip.clip_metadata or {}
+    return {
+        "id": clip.id,
+        "title": metadata.get("title") or f"{job.original_name} #{clip.clip_index}",
+        "start_seconds": clip.start_seconds,
+        "end_seconds": clip.end_seconds,
+        "aspect_ratio": clip.aspect_ratio,
+        "status": "ready",
+        "preview_url": service.signed_preview_url(secret=secret, clip_id=clip.id),
+    }
+
+
+@router.get("/videos/{video_id}/clips", summary="The video's rendered clips; preview_url is signed for one hour")
+def list_clips(video_id: str, account: JobsReadAccount, session: SessionDep, settings: SettingsDep):
+    video = jobs.get_video(session=session, account=account, video_id=video_id)
+    return {"clips": [_clip(c, j, settings.secret_key) for c, j in service.video_clips(session=session, video=video)]}
+
+
+@router.get("/videos/{video_id}/summary", summary="The video's processing state and clip counts")
+def summary(video_id: str, account: JobsReadAccount, session: SessionDep):
+    video = jobs.get_video(session=session, account=account, video_id=video_id)
+    return service.video_summary(session=session, video=video)
+
+
+@router.get("/preview/{clip_id}", summary="A clip by its signed preview URL (no other auth; expires after an hour)")
+def preview(clip_id: str, expires: int, signature: str, request: Request, session: SessionDep,
+            settings: SettingsDep, storage: StorageDep):
+    service.verify_preview(secret=settings.secret_key, clip_id=clip_id, expires=expires, signature=signature)
+    return artifact_response(service.preview_artifact(session=session, clip_id=clip_id), request, storage)
