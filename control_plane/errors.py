@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
         return JSONResponse(error_body(request, _format_validation(exc)), status_code=400)
+
+    @app.exception_handler(DataError)
+    async def _data_error(request: Request, exc: DataError):
+        # The database refused a value the request carried (PostgreSQL rejects NUL characters
+        # in text, numbers beyond a column's range): bad input, and nothing was committed.
+        log.info("database refused a request value: %s", exc.orig)
+        message = "text may not contain NUL (0x00) characters" if "NUL" in str(exc.orig) else "invalid value"
+        return JSONResponse(error_body(request, message), status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -103,7 +103,7 @@ def signed_preview_url(*, secret: str, clip_id: str, now: float | None = None) -
 
 def verify_preview(*, secret: str, clip_id: str, expires: int, signature: str, now: float | None = None) -> None:
     good = _signature(secret, clip_id, expires)
-    if not hmac.compare_digest(good, signature):
+    if not signature.isascii() or not hmac.compare_digest(good, signature):
         raise ApiError(403, "invalid preview signature")
     if (now or time.time()) > expires:
         raise ApiError(403, "preview link expired")
