@@ -13,6 +13,7 @@ from control_plane.config import Settings
 from control_plane.database import make_engine, make_session_factory
 from control_plane.deps import SCOPES_HEADER
 from control_plane.errors import install_error_handlers
+from control_plane.ingest import install as install_url_ingest
 from control_plane.jobs.live import router as live_router
 from control_plane.jobs.views import router as jobs_router
 from control_plane.projects.views import router as dev_router
@@ -76,6 +77,7 @@ def create_app(
     app.include_router(clips_router)
     app.include_router(live_router)
     app.include_router(v1_router)
+    install_url_ingest(app)  # POST /api/upload/url and its download pool (started/stopped by the lifespan)
     app.include_router(dev_router)
 
     @app.get("/healthz", include_in_schema=False)

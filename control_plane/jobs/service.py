@@ -167,3 +167,31 @@ def job_view(*, session: Session, job: Job, with_tasks: bool = True) -> dict:
             for t in tasks
         ]
     return view
+
+
+def create_url_job(
+    *, session: Session, account: Account, source_url: str, original_name: str, options: ProcessOptions,
+    settings: Settings, api: str = "reels", webhook_url: str | None = None,
+) -> Job:
+    """A job whose video is still to be downloaded (control_plane/ingest/downloads.py).
+
+    It starts in `downloading` with no video, so the scheduler leaves it alone until the
+    downloader attaches the video and moves it to `queued`.
+    """
+    from scheduler.states import JOB_MACHINE, JobStatus, transition
+
+    job = Job(
+        account_id=account.id,
+        video_id=None,
+        source_url=source_url,
+        original_name=original_name[:500],
+        status=str(JobStatus.queued),
+        options=options.model_dump(),
+        render_settings=render_settings(settings),
+        api=api,
+        webhook_url=webhook_url,
+    )
+    transition(JOB_MACHINE, job, JobStatus.downloading)
+    session.add(job)
+    session.commit()
+    return job
