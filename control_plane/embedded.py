@@ -80,6 +80,7 @@ class EmbeddedStack:
                                         name_prefix=f"embedded-{os.getpid()}")
         app = create_app(self.settings, session_factory=self.session_factory,
                          job_listener=lambda _job_id: self.scheduler.core.notify())
+        self.app = app
         self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
                                                      lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
