@@ -2,6 +2,11 @@
 
 The suite runs inside a private network namespace (see .ci/test): Ray binds every
 interface otherwise.
+
+Every test that takes `settings` (so every embedded stack) runs twice: on SQLite
+(`[sqlite]`) and on PostgreSQL (`[postgres]`), a fresh database per test on one server
+this session starts (control_plane/local_postgres.py). Without pg_ctl/initdb the
+PostgreSQL variants skip; `-k "not postgres"` leaves them out.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import pytest  # noqa: E402
 
+from control_plane import local_postgres  # noqa: E402
 from control_plane.config import Settings  # noqa: E402
 from render_nodes.samples import make_sample_video as make_video  # noqa: E402, F401
 
@@ -37,11 +43,46 @@ def ray_session():
     ray.shutdown()
 
 
+DATABASES = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def local_pg():
+    """One PostgreSQL server for the session, started on first use; skips when not installed."""
+    reason = local_postgres.unavailable_reason()
+    if reason:
+        pytest.skip(f"PostgreSQL not available: {reason}")
+    # Failing to start is an error, not a skip: the message carries the server's log tail.
+    pg = local_postgres.LocalPostgres().start()
+    yield pg
+    pg.stop()
+
+
+_stale_databases: list[str] = []
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request) -> str | None:
+    """A fresh, empty database: None for the SQLite default (a file in the test's data dir),
+    or a URL of a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    pg = request.getfixturevalue("local_pg")
+    # Earlier tests' databases are dropped here, not at their own teardown: a test's stacks
+    # (fixture start_stack) are stopped after its settings are torn down.
+    while _stale_databases:
+        pg.drop_database(_stale_databases.pop())
+    url = pg.create_database()
+    _stale_databases.append(url.rsplit("/", 1)[1])
+    return url
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def settings(tmp_path, database_url) -> Settings:
     return Settings(
         environment="test",
         data_dir=tmp_path / "data",
+        database_url=database_url,
         node_timeout_seconds=2.0,
         retry_backoff_seconds=0.1,
         retry_backoff_max_seconds=0.5,
@@ -72,6 +113,8 @@ def start_stack(ray_session):
     yield start
     for stack in stacks:
         stack.stop()
+        # Close the pool's connections now (on PostgreSQL they are server processes).
+        stack.session_factory.kw["bind"].dispose()
 
 
 def new_api_key(session_factory, account: str = "tester") -> str:
