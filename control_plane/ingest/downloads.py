@@ -34,7 +34,13 @@ from control_plane.accounts.models import Account
 from control_plane.config import Settings
 from control_plane.database import utcnow
 from control_plane.errors import ApiError
-from control_plane.ingest.fetch import AddressPolicy, FetchError, FetchRefused, describe, open_url
+from control_plane.ingest.fetch import (
+    AddressPolicy,
+    FetchError,
+    FetchRefused,
+    describe,
+    open_url,
+)
 from control_plane.jobs import service as jobs
 from control_plane.jobs.models import Job
 from control_plane.jobs.schemas import ProcessOptions
@@ -67,7 +73,7 @@ class Interrupted(Exception):
 
 def name_from_url(url: httpx.URL) -> str:
     """The URL's last path segment ('talk.mp4'), else its host."""
-    name = unquote(PurePosixPath(url.path).name).strip()
+    name = "".join(c for c in unquote(PurePosixPath(url.path).name) if c.isprintable()).strip()
     return (name or url.host or "video")[:500]
 
 
@@ -138,6 +144,7 @@ def attach_video(*, session: Session, job_id: str, writer: BlobWriter, original_
         writer.abort()
         return None
     account = session.get(Account, job.account_id)
+    original_name = "".join(c for c in (original_name or "") if c.isprintable()).strip()
     if original_name:
         job.original_name = original_name[:500]
     video = jobs.create_video_from_upload(session=session, account=account, writer=writer,
@@ -338,7 +345,7 @@ def _fetch_with_yt_dlp(url: httpx.URL, ctx: _Context, policy: AddressPolicy) -> 
                 info = ydl.extract_info(str(url), download=True) or {}
         except (Interrupted, DownloadFailed):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  yt-dlp's errors (DownloadError...) become the job's reason
             if interrupted:
                 raise interrupted[0] from None
             message = str(exc).removeprefix("ERROR: ").strip() or type(exc).__name__

@@ -47,6 +47,7 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 SCHEMES = ("http", "https")
 DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
 
 
 class FetchError(Exception):
@@ -187,7 +188,7 @@ class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport over a connection pool whose every socket comes from GuardedBackend."""
 
     def __init__(self, policy: AddressPolicy, *, verify: ssl.SSLContext | bool = True,
-                 limits: httpx.Limits = httpx.Limits(max_connections=10, max_keepalive_connections=5)) -> None:
+                 limits: httpx.Limits = DEFAULT_LIMITS) -> None:
         super().__init__(trust_env=False)
         ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         # httpx builds its pool in __init__ with no way to pass a network backend: replace it.

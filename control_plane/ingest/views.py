@@ -20,8 +20,23 @@ class UrlUpload(BaseModel):
     options: dict | str | None = Field(None, description="ProcessOptions, as for /api/upload")
 
 
+class UrlUploadAccepted(BaseModel):
+    jobId: str
+    originalName: str
+    sizeBytes: int | None = Field(description="null until the download is done")
+    wsUrl: str
+    options: dict
+    status: str = Field(description="downloading")
+
+
+class ErrorOut(BaseModel):
+    error: str
+
+
 @router.post(
     "/upload/url",
+    response_model=UrlUploadAccepted,
+    responses={400: {"model": ErrorOut, "description": "missing or invalid url, refused address, bad options"}},
     summary="Start a job from a video's URL; it downloads in the background (poll GET /api/jobs/{jobId})",
 )
 def upload_url(request: Request, account: UploadsAccount, session: SessionDep, settings: SettingsDep,

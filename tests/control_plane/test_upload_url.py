@@ -62,7 +62,7 @@ class MediaServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Host", "")))
                 try:
                     self.route()
