@@ -81,6 +81,7 @@ class EmbeddedStack:
         app = create_app(self.settings, session_factory=self.session_factory,
                          job_listener=lambda _job_id: self.scheduler.core.notify())
         self.app = app
+        app.state.downloads.start()  # uvicorn runs without lifespan here: start URL downloads ourselves
         self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
                                                      lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
@@ -97,6 +98,7 @@ class EmbeddedStack:
         if self._server:
             self._server.should_exit = True
             self._thread.join(timeout=10)
+            self.app.state.downloads.shutdown()
         for handle in self.nodes:
             try:
                 ray.get(handle.shutdown.remote(), timeout=10)
