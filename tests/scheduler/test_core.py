@@ -41,10 +41,12 @@ class Clock:
 
 
 @pytest.fixture
-def sessions(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'core.db'}")
+def sessions(tmp_path, database_url):
+    # database_url (tests/conftest.py): None for SQLite, a fresh PostgreSQL database otherwise.
+    engine = make_engine(database_url or f"sqlite:///{tmp_path / 'core.db'}")
     upgrade(engine)
-    return make_session_factory(engine)
+    yield make_session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture
