@@ -56,7 +56,7 @@ def principal_from(request: HTTPConnection, session: Session) -> Principal:
     if plaintext is not None:
         principal = accounts.principal_for_key(session=session, plaintext=plaintext)
         if principal is None:
-            raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(401, accounts.INVALID_KEY, headers={"WWW-Authenticate": "Bearer"})
         # Echoed on the response (see main.ScopesHeaderMiddleware), errors included.
         request.state.api_scopes = " ".join(principal.scopes)
         return principal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -15,6 +16,7 @@ from control_plane.deps import SCOPES_HEADER
 from control_plane.errors import install_error_handlers
 from control_plane.ingest import install as install_url_ingest
 from control_plane.jobs.live import router as live_router
+from control_plane.jobs.status_reads import JobStatusReads
 from control_plane.jobs.views import router as jobs_router
 from control_plane.projects.views import router as dev_router
 from control_plane.v1.views import router as v1_router
@@ -54,6 +56,20 @@ class ScopesHeaderMiddleware:
         await self.app(scope, receive, send_with_scopes)
 
 
+def _close_status_reads_on_shutdown(app: FastAPI) -> None:
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_):
+        try:
+            async with inner(app_) as state:
+                yield state
+        finally:
+            await app.state.job_status_reads.close()
+
+    app.router.lifespan_context = lifespan
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -69,6 +85,10 @@ def create_app(
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.resolved_database_url))
     app.state.storage = storage or make_storage(settings)
     app.state.job_listener = job_listener or (lambda _job_id: None)
+    # The same database the sessions use (a caller may pass its own session factory).
+    bound = app.state.session_factory.kw["bind"].url.render_as_string(hide_password=False)
+    app.state.job_status_reads = JobStatusReads(bound)
+    _close_status_reads_on_shutdown(app)
     install_error_handlers(app)
     app.add_middleware(ScopesHeaderMiddleware)
     app.include_router(accounts_router)

@@ -24,6 +24,7 @@ ROLES = ("owner", "admin", "member")
 # What a key may do; every key gets all of them unless it is created with fewer.
 SCOPES = ("uploads:write", "jobs:read", "jobs:write", "clips:read")
 SESSION_LIFETIME = timedelta(days=14)
+INVALID_KEY = "invalid or revoked API key"
 MIN_PASSWORD_LENGTH = 10
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # argon2id with the library's defaults (RFC 9106 low-memory profile).
@@ -187,9 +188,13 @@ def require_role(principal: Principal, *roles: str) -> None:
         raise ApiError(403, f"needs the {' or '.join(roles)} role")
 
 
+def missing_scope(scope: str) -> str:
+    return f"this API key lacks the {scope} scope"
+
+
 def require_scope(principal: Principal, scope: str) -> None:
     if principal.via == "key" and scope not in principal.scopes:
-        raise ApiError(403, f"this API key lacks the {scope} scope")
+        raise ApiError(403, missing_scope(scope))
 
 
 # ------------------------------------------------------------------ API keys

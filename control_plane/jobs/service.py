@@ -139,33 +139,40 @@ def job_view(*, session: Session, job: Job, with_tasks: bool = True) -> dict:
     clip_count = session.scalar(
         select(func.count()).select_from(Artifact).where(Artifact.job_id == job.id, Artifact.filename.like("%.mp4"))
     )
-    view = {
-        "id": job.id,
-        "jobId": job.id,
-        "originalName": job.original_name,
-        "status": job.status,
-        "stage": job.stage,
-        "progress_percent": job.progress_percent,
-        "error": job.error,
-        "createdAt": _millis(job.created_at),
-        "updatedAt": _millis(job.updated_at),
-        "clipCount": clip_count,
-        "posterUrl": f"/api/clips/{job.id}/clip_01.jpg" if clip_count else None,
-        "options": job.options,
-    }
+    tasks = None
     if with_tasks:
-        tasks = session.scalars(select(Task).where(Task.job_id == job.id).order_by(Task.task_index))
-        view["tasks"] = [
-            {
-                "index": t.task_index,
-                "state": t.state,
-                "stage": t.stage,
-                "progress_percent": t.progress_percent,
-                "attempts": t.attempts,
-                "error": t.error,
-            }
-            for t in tasks
-        ]
+        tasks = [
+            {"index": t.task_index, "state": t.state, "stage": t.stage, "progress_percent": t.progress_percent,
+             "attempts": t.attempts, "error": t.error}
+            for t in session.scalars(select(Task).where(Task.job_id == job.id).order_by(Task.task_index))
+        ]  # fmt: skip
+    return render_job_view(
+        job_id=job.id, original_name=job.original_name, status=job.status, stage=job.stage,
+        progress_percent=job.progress_percent, error=job.error, created_at=job.created_at,
+        updated_at=job.updated_at, options=job.options, clip_count=clip_count, tasks=tasks,
+    )  # fmt: skip
+
+
+def render_job_view(*, job_id: str, original_name: str, status: str, stage: str | None, progress_percent: float,
+                    error: str | None, created_at, updated_at, options: dict, clip_count: int,
+                    tasks: list[dict] | None) -> dict:
+    """The reels API's job shape: the one place it is built (jobs/status_reads.py reads it too)."""
+    view = {
+        "id": job_id,
+        "jobId": job_id,
+        "originalName": original_name,
+        "status": status,
+        "stage": stage,
+        "progress_percent": progress_percent,
+        "error": error,
+        "createdAt": _millis(created_at),
+        "updatedAt": _millis(updated_at),
+        "clipCount": clip_count,
+        "posterUrl": f"/api/clips/{job_id}/clip_01.jpg" if clip_count else None,
+        "options": options,
+    }
+    if tasks is not None:
+        view["tasks"] = tasks
     return view
 
 
