@@ -29,9 +29,9 @@ def open_database(settings: Settings):
     return engine, make_session_factory(engine)
 
 
-def init_local_ray(node_count: int, attempts: int = 2, **kwargs) -> None:
+def init_local_ray(node_count: int, attempts: int = 3, **kwargs) -> None:
     """Start a local Ray for the embedded stack (retried: on a busy 2-core machine its
-    raylet has been seen to miss Ray's fixed 30 s start-up window once in a while)."""
+    raylet or GCS has been seen to miss Ray's fixed start-up window once in a while)."""
     if ray.is_initialized():
         return
     for attempt in range(1, attempts + 1):
@@ -46,7 +46,9 @@ def init_local_ray(node_count: int, attempts: int = 2, **kwargs) -> None:
             )
             return
         except Exception as exc:
-            if "timed out during startup" not in str(exc) or attempt == attempts:
+            # Both of Ray's start-up waits: "timed out during startup" (raylet) and
+            # "Timed out waiting for file .../gcs_server_port_..." (GCS).
+            if "timed out" not in str(exc).lower() or attempt == attempts:
                 raise
             log.warning("local Ray did not start (%s); trying again", exc)
             ray.shutdown()
