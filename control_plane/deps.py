@@ -1,4 +1,4 @@
-"""FastAPI dependencies, as Annotated aliases (SessionDep, CurrentAccount, ...)."""
+"""FastAPI dependencies, as Annotated aliases (SessionDep, CurrentPrincipal, JobsReadAccount, ...)."""
 
 from __future__ import annotations
 
@@ -72,13 +72,6 @@ def get_current_principal(request: Request, session: SessionDep) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
-
-
-def get_current_account(principal: CurrentPrincipal) -> Account:
-    return principal.account
-
-
-CurrentAccount = Annotated[Account, Depends(get_current_account)]
 
 
 def scoped(scope: str):

@@ -33,6 +33,7 @@ import numpy as np
 
 from render_nodes.analysis import FrameAnalyser, SourceScan, open_video
 from render_nodes.captions import Word, ass_filter, build_caption_track
+from render_nodes.geometry import centre_crop
 from render_nodes.media import Cancelled, FfmpegPipe, MediaError, MediaInfo, normal_rotation, probe, run_ffmpeg
 from render_nodes.reframe import (
     CameraState,
@@ -371,11 +372,7 @@ class _StreamingRender(_Render):
     def _start_encoder(self, width: int, height: int) -> None:
         req = self.req
         self.width, self.height = width, height
-        path = plan_crop_path(
-            SourceScan(start=0, end=0), source_width=width, source_height=height,
-            aspect_ratio=req.aspect_ratio, fps=self.fps, duration=1 / self.fps,
-        )  # fmt: skip
-        self.crop_w, self.crop_h = path.crop_width, path.crop_height
+        self.crop_w, self.crop_h, _, _ = centre_crop(width, height, req.aspect_ratio)
         frame_bytes = width * height * 3 // 2
         self.budget = max(math.ceil(_MIN_BUFFER_SECONDS * self.fps), req.frame_buffer_mb * 2**20 // frame_bytes)
         # Planning whole shots gives the best camera, but an idle encoder is lost time:

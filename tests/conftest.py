@@ -19,6 +19,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import pytest  # noqa: E402
 
+# API-only app fixtures (api_app, api, signed_up): tests/api_fixtures.py.
+pytest_plugins = ["api_fixtures"]
+
 from control_plane import local_postgres  # noqa: E402
 from control_plane.config import Settings  # noqa: E402
 from render_nodes.samples import make_sample_video as make_video  # noqa: E402, F401

@@ -78,9 +78,13 @@ def test_v1_errors_use_the_envelope(client, stack, sample_video):
     assert wrong.status_code == 400 and "quality" in wrong.json()["error"]
     unknown = _v1(client, "POST", "/jobs", json={"video_id": video_id, "config": {"numClipz": 2}})
     assert unknown.status_code == 400 and "numClipz" in unknown.json()["error"]
-    not_done = _v1(client, "POST", "/jobs", json={"video_id": video_id, "config": {"mode": "none"}}).json()["data"]
-    early = _v1(client, "GET", f"/jobs/{not_done['job_id']}/result")
-    assert early.status_code in (200, 409)  # 409 while it is still running
+    # A job that will never complete has no result: 409 naming its status.
+    never = _v1(client, "POST", "/jobs", json={"video_id": video_id, "config": {"mode": "none"}}).json()["data"]
+    _v1(client, "POST", f"/jobs/{never['job_id']}/cancel")
+    _wait_status(client, never["job_id"], {"cancelled"}, timeout=30)
+    early = _v1(client, "GET", f"/jobs/{never['job_id']}/result")
+    assert early.status_code == 409
+    assert early.json() == {"success": False, "error": "job is not completed (status cancelled)"}
 
 
 def test_cancel_stops_the_running_task_on_its_node(client, stack, tmp_path):

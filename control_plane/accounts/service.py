@@ -7,6 +7,8 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -29,8 +31,14 @@ MIN_PASSWORD_LENGTH = 10
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # argon2id with the library's defaults (RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so both cases take the same time.
-_DUMMY_HASH = _hasher.hash("not a real password")
+T = TypeVar("T")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so both cases take the same time
+    (made on first use: hashing is deliberately slow, and most processes never log anyone in)."""
+    return _hasher.hash("not a real password")
 
 
 def hash_key(plaintext: str) -> str:
@@ -92,7 +100,7 @@ def sign_up(*, session: Session, email: str, password: str, account_name: str | 
 def verify_login(*, session: Session, email: str, password: str) -> User:
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         user = None
     if user is None:
@@ -157,11 +165,6 @@ def list_members(*, session: Session, account: Account) -> list[tuple[Membership
 # ------------------------------------------------------------------ authentication
 
 
-def authenticate(*, session: Session, plaintext: str) -> Account | None:
-    principal = principal_for_key(session=session, plaintext=plaintext)
-    return principal.account if principal else None
-
-
 def principal_for_key(*, session: Session, plaintext: str) -> Principal | None:
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None)))
     if key is None:
@@ -179,6 +182,14 @@ def principal_for_session(*, session: Session, token: str) -> Principal | None:
     if role is None:  # removed from the workspace since logging in
         return None
     return Principal(account=session.get(Account, row.account_id), via="session", user=user, role=role)
+
+
+def owned(session: Session, model: type[T], object_id: str, account: Account, what: str) -> T:
+    """The account's `model` row with this id; another account's answers exactly like a missing one."""
+    row = session.get(model, object_id)
+    if row is None or row.account_id != account.id:
+        raise ApiError(404, f"{what} not found")
+    return row
 
 
 def require_role(principal: Principal, *roles: str) -> None:
@@ -240,9 +251,7 @@ def list_api_keys(*, session: Session, principal: Principal) -> list[ApiKey]:
 
 def revoke_api_key(*, session: Session, principal: Principal, key_id: str) -> ApiKey:
     require_role(principal, "owner", "admin")
-    key = session.get(ApiKey, key_id)
-    if key is None or key.account_id != principal.account.id:
-        raise ApiError(404, "key not found")
+    key = owned(session, ApiKey, key_id, principal.account, "key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
     return key

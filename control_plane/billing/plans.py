@@ -1,4 +1,5 @@
-"""Plans and what they allow: the one place limits are read from (API, quotas, docs)."""
+"""Plans and what they allow: the one place limits are read from. Only limits that are
+enforced are listed (rates and quotas arrive with the issue that enforces them)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,18 @@ class Plan:
     id: str
     name: str
     api_access: bool
-    api_keys: int  # active keys an account may hold
-    requests_per_minute: int  # API rate per account
-    videos_per_month: int | None  # None: unmetered
-    max_upload_bytes: int
+    api_keys: int  # active keys an account may hold (enforced by accounts.service)
 
 
 PLANS: dict[str, Plan] = {
     plan.id: plan
     for plan in (
-        Plan("free", "Free", api_access=False, api_keys=0, requests_per_minute=30, videos_per_month=5,
-             max_upload_bytes=1 << 30),
-        Plan("growth", "Growth", api_access=True, api_keys=2, requests_per_minute=60, videos_per_month=40,
-             max_upload_bytes=1 << 30),
-        Plan("business", "Business", api_access=True, api_keys=10, requests_per_minute=600,
-             videos_per_month=None, max_upload_bytes=1 << 30),
-        Plan("enterprise", "Enterprise", api_access=True, api_keys=50, requests_per_minute=1200,
-             videos_per_month=None, max_upload_bytes=4 << 30),
+        Plan("free", "Free", api_access=False, api_keys=0),
+        Plan("growth", "Growth", api_access=True, api_keys=2),
+        Plan("business", "Business", api_access=True, api_keys=10),
+        Plan("enterprise", "Enterprise", api_access=True, api_keys=50),
     )
-}  # fmt: skip
+}
 DEFAULT_PLAN = "business"
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.jobs.models import Job
+from control_plane.jobs.service import millis
 from scheduler.states import JOB_MACHINE
 
 POLL_SECONDS = 0.5
@@ -27,7 +28,7 @@ def snapshot(job: Job) -> dict:
         "stage": job.stage,
         "progress_percent": round(job.progress_percent or 0.0, 1),
         "error": job.error,
-        "updatedAt": int(job.updated_at.timestamp() * 1000),
+        "updatedAt": millis(job.updated_at),
     }
 
 

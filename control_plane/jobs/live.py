@@ -6,6 +6,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
+from control_plane.accounts.service import require_scope
 from control_plane.deps import principal_from
 from control_plane.errors import ApiError
 from control_plane.jobs import service
@@ -22,7 +23,7 @@ async def job_socket(websocket: WebSocket, jobId: str = ""):
     try:
         with factory() as session:
             principal = principal_from(websocket, session)
-            service.require_scope_read(principal)
+            require_scope(principal, "jobs:read")
             service.get_job(session=session, account=principal.account, job_id=jobId)
     except ApiError as exc:
         await websocket.send_denial_response(

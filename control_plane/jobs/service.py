@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from control_plane.accounts.models import Account
-from control_plane.accounts.service import Principal, require_scope
+from control_plane.accounts.service import owned
 from control_plane.clips.models import Artifact
 from control_plane.config import Settings
 from control_plane.database import utcnow
@@ -89,24 +89,12 @@ def create_job(
     return job
 
 
-def require_scope_read(principal: Principal) -> None:
-    require_scope(principal, "jobs:read")
-
-
 def get_job(*, session: Session, account: Account, job_id: str) -> Job:
-    """Another account's job answers exactly like a missing one."""
-    job = session.get(Job, job_id)
-    if job is None or job.account_id != account.id:
-        raise ApiError(404, "job not found")
-    return job
+    return owned(session, Job, job_id, account, "job")
 
 
 def get_video(*, session: Session, account: Account, video_id: str) -> Video:
-    """Another account's video answers exactly like a missing one."""
-    video = session.get(Video, video_id)
-    if video is None or video.account_id != account.id:
-        raise ApiError(404, "video not found")
-    return video
+    return owned(session, Video, video_id, account, "video")
 
 
 def request_cancel(*, session: Session, account: Account, job_id: str) -> Job:
@@ -131,7 +119,7 @@ def list_jobs(*, session: Session, account: Account, limit: int = 100) -> list[J
     )
 
 
-def _millis(dt) -> int:
+def millis(dt) -> int:
     return int(dt.timestamp() * 1000)
 
 
@@ -165,8 +153,8 @@ def render_job_view(*, job_id: str, original_name: str, status: str, stage: str 
         "stage": stage,
         "progress_percent": progress_percent,
         "error": error,
-        "createdAt": _millis(created_at),
-        "updatedAt": _millis(updated_at),
+        "createdAt": millis(created_at),
+        "updatedAt": millis(updated_at),
         "clipCount": clip_count,
         "posterUrl": f"/api/clips/{job_id}/clip_01.jpg" if clip_count else None,
         "options": options,

@@ -24,7 +24,6 @@ SELECT k.scopes, j.id, j.original_name, j.status, j.stage, j.progress_percent, j
                ORDER BY t.task_index)
           FROM tasks t WHERE t.job_id = j.id) AS tasks
 FROM api_keys k
-JOIN accounts a ON a.id = k.account_id
 LEFT JOIN jobs j ON j.id = %(job_id)s AND j.account_id = k.account_id
 WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL
 """

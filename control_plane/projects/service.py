@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from control_plane.accounts.models import Account
+from control_plane.accounts.service import owned
 from control_plane.clips.models import Artifact, Clip
 from control_plane.errors import ApiError
 from control_plane.jobs.models import Job
@@ -53,15 +54,12 @@ def create_project(*, session: Session, account: Account, name: str) -> Project:
 
 
 def get_project(*, session: Session, account: Account, project_id: str) -> Project:
-    project = session.get(Project, project_id)
-    if project is None or project.account_id != account.id:
-        raise ApiError(404, "project not found")
-    return project
+    return owned(session, Project, project_id, account, "project")
 
 
 def job_for_call(*, session: Session, account: Account, call_id: str) -> Job:
-    job = session.get(Job, call_id)
-    if job is None or job.account_id != account.id or job.api != "dev":
+    job = owned(session, Job, call_id, account, "call")
+    if job.api != "dev":  # other APIs' jobs are not calls
         raise ApiError(404, "call not found")
     return job
 

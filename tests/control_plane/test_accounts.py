@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from api_fixtures import api, api_app, signed_up  # noqa: F401  (fixtures)
 from sqlalchemy import select
 
 from control_plane.accounts.models import ApiKey, User

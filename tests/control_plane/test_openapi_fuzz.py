@@ -10,7 +10,6 @@ import os
 
 import pytest
 import schemathesis
-from api_fixtures import api_app  # noqa: F401  (fixture)
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
@@ -21,13 +20,13 @@ EXAMPLES = int(os.environ.get("REELFARM_FUZZ_EXAMPLES", "25"))
 
 
 @pytest.fixture
-def api_key(api_app):  # noqa: F811
+def api_key(api_app):
     with session_scope(api_app.state.session_factory) as session:
         owner = accounts.get_or_create_account(session=session, name="fuzz")
         return accounts.create_api_key(session=session, account=owner)
 
 
-def test_no_server_errors_and_responses_match_the_schema(api_app, api_key):  # noqa: F811
+def test_no_server_errors_and_responses_match_the_schema(api_app, api_key):
     schema = schemathesis.openapi.from_asgi("/openapi.json", api_app)
     failures: dict[str, str] = {}
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -18,7 +18,6 @@ import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from api_fixtures import signed_up  # noqa: F401
 from conftest import make_video
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -209,7 +208,7 @@ def job_row(app, job_id: str) -> Job:
 # ------------------------------------------------------------------ downloads
 
 
-def test_direct_mp4_is_downloaded_and_queued(api_app, signed_up, media, video_bytes):  # noqa: F811
+def test_direct_mp4_is_downloaded_and_queued(api_app, signed_up, media, video_bytes):
     client = signed_up("a@example.com")
     response = submit(client, media.url("/talk.mp4"), {"mode": "none", "aspectRatio": "1:1"})
     assert response.status_code == 200, response.text
@@ -232,14 +231,14 @@ def test_direct_mp4_is_downloaded_and_queued(api_app, signed_up, media, video_by
     assert api_app.state.listener_calls == [body["jobId"]]
 
 
-def test_redirect_is_followed(api_app, signed_up, media):  # noqa: F811
+def test_redirect_is_followed(api_app, signed_up, media):
     client = signed_up("a@example.com")
     job = wait_for(client, submitted(client, media.url("/go")))
     assert job["status"] == "queued", job
     assert [path for path, _ in media.requests] == ["/go", "/talk.mp4"]
 
 
-def test_api_key_with_upload_scope(api_app, signed_up, media):  # noqa: F811
+def test_api_key_with_upload_scope(api_app, signed_up, media):
     browser = signed_up("a@example.com")
     key = browser.post("/api/keys", json={"name": "ci", "scopes": ["uploads:write", "jobs:read"]}).json()["key"]
     reader = browser.post("/api/keys", json={"name": "ro", "scopes": ["jobs:read"]}).json()["key"]
@@ -251,20 +250,20 @@ def test_api_key_with_upload_scope(api_app, signed_up, media):  # noqa: F811
         assert client.post("/api/upload/url", json={"url": media.url("/talk.mp4")}).status_code == 401
 
 
-def test_http_error_fails_the_job(signed_up, media):  # noqa: F811
+def test_http_error_fails_the_job(signed_up, media):
     assert failed_with(signed_up("a@example.com"), media.url("/missing.mp4")) == "download failed: HTTP 404"
 
 
-def test_too_many_redirects(signed_up, media):  # noqa: F811
+def test_too_many_redirects(signed_up, media):
     assert failed_with(signed_up("a@example.com"), media.url("/loop")) == "download failed: more than 5 redirects"
 
 
-def test_redirect_to_another_scheme_is_refused(signed_up, media):  # noqa: F811
+def test_redirect_to_another_scheme_is_refused(signed_up, media):
     error = failed_with(signed_up("a@example.com"), media.url("/to-ftp"))
     assert error.startswith("download refused: redirect to 'ftp://127.0.0.1/talk.mp4' refused"), error
 
 
-def test_html_page_without_yt_dlp(signed_up, media, monkeypatch):  # noqa: F811
+def test_html_page_without_yt_dlp(signed_up, media, monkeypatch):
     monkeypatch.setitem(sys.modules, "yt_dlp", None)  # not importable, installed or not
     error = failed_with(signed_up("a@example.com"), media.url("/watch"))
     assert error == "this page is not a video file and yt-dlp is not installed on this server"
@@ -275,7 +274,7 @@ def test_html_page_with_yt_dlp_disabled(make_app, media):
     assert "turned off" in failed_with(client, media.url("/watch"))
 
 
-def test_html_page_goes_to_yt_dlp(api_app, signed_up, media, video_bytes, monkeypatch):  # noqa: F811
+def test_html_page_goes_to_yt_dlp(api_app, signed_up, media, video_bytes, monkeypatch):
     """A stand-in yt_dlp module: the page URL is handed over and its file stored."""
     seen: dict = {}
 
@@ -307,29 +306,29 @@ def test_html_page_goes_to_yt_dlp(api_app, signed_up, media, video_bytes, monkey
     assert seen["params"]["max_filesize"] == LIMIT and seen["params"]["noplaylist"] is True
 
 
-def test_not_a_video(signed_up, media):  # noqa: F811
+def test_not_a_video(signed_up, media):
     error = failed_with(signed_up("a@example.com"), media.url("/notes.mp4"))
     assert "not a decodable video" in error, error
 
 
-def test_announced_length_over_the_limit(signed_up, media):  # noqa: F811
+def test_announced_length_over_the_limit(signed_up, media):
     assert failed_with(signed_up("a@example.com"), media.url("/huge.mp4")) == f"download too large: over {LIMIT} bytes"
 
 
-def test_chunked_body_over_the_limit(api_app, signed_up, media):  # noqa: F811
+def test_chunked_body_over_the_limit(api_app, signed_up, media):
     assert failed_with(signed_up("a@example.com"), media.url("/endless.mp4")) == f"download too large: over {LIMIT} bytes"
     leftovers = [p for p in (api_app.state.settings.data_dir / "storage").rglob("*") if p.is_file()]
     assert leftovers == []
 
 
-def test_trim_start_beyond_the_downloaded_duration(signed_up, media):  # noqa: F811
+def test_trim_start_beyond_the_downloaded_duration(signed_up, media):
     client = signed_up("a@example.com")
     job = wait_for(client, submitted(client, media.url("/talk.mp4"), {"trimStart": 60}))
     assert job["status"] == "failed"
     assert job["error"].startswith("options.trimStart: beyond the video's duration")
 
 
-def test_other_accounts_cannot_see_the_job(signed_up, media):  # noqa: F811
+def test_other_accounts_cannot_see_the_job(signed_up, media):
     owner, other = signed_up("a@example.com"), signed_up("b@example.com")
     job_id = submitted(owner, media.url("/talk.mp4"))
     assert other.get(f"/api/jobs/{job_id}").status_code == 404
@@ -381,7 +380,7 @@ def test_download_left_by_a_restart_is_resumed(make_app, media):
         ({"url": "http://127.0.0.1/a.mp4", "extra": 1}, "extra: Extra inputs are not permitted"),
     ],
 )
-def test_bad_requests_are_400(signed_up, body, message):  # noqa: F811
+def test_bad_requests_are_400(signed_up, body, message):
     client = signed_up("a@example.com")
     response = client.post("/api/upload/url", json=body) if body is not None else client.post("/api/upload/url")
     assert response.status_code == 400, response.text
@@ -495,7 +494,7 @@ def test_allow_list_setting_is_validated():
         Settings(fetch_allow_networks=["nope"])
 
 
-def test_job_rows_only_for_accepted_urls(api_app, signed_up, media):  # noqa: F811
+def test_job_rows_only_for_accepted_urls(api_app, signed_up, media):
     client = signed_up("a@example.com")
     submitted(client, media.url("/talk.mp4"))
     assert submit(client, "ftp://x/y").status_code == 400

@@ -177,11 +177,12 @@ def test_tracker_keeps_one_identity_for_a_moving_face():
 # ------------------------------------------------------------------ full renders
 
 
-def _frame_rgb(video: Path, at: float | None, size: tuple[int, int]) -> np.ndarray:
-    """One frame as RGB; `at=None` for a still image (image2 returns nothing after -ss 0)."""
+def _frame_rgb(video: Path, at: float | None, size: tuple[int, int], filters: str | None = None) -> np.ndarray:
+    """One frame as RGB (after `filters`, if any); `at=None` for a still image (image2
+    returns nothing after -ss 0)."""
     seek = [] if at is None else ["-ss", f"{at}"]
     raw = subprocess.run(
-        ["ffmpeg", "-v", "error", *seek, "-i", str(video), "-frames:v", "1",
+        ["ffmpeg", "-v", "error", *seek, "-i", str(video), "-frames:v", "1", *(["-vf", filters] if filters else []),
          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         check=True, capture_output=True,
     ).stdout  # fmt: skip
@@ -333,21 +334,13 @@ def test_render_output_matches_its_crop_path(face_video, detector, tmp_path):
     k = round(4.0 * FPS)  # mid-pan: the crop is far from the centre
     assert abs(int(path.xs[k]) - (WIDTH - path.crop_width) // 2) > 40
     x, y = int(path.xs[k]), int(path.ys[k])
-    expected = subprocess.run(
-        ["ffmpeg", "-v", "error", "-ss", f"{k / FPS}", "-i", str(face_video[0]), "-frames:v", "1",
-         "-vf", f"crop={path.crop_width}:{path.crop_height}:{x}:{y},scale={size[0]}:{size[1]}",
-         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    expected = np.frombuffer(expected, np.uint8).reshape(size[1], size[0], 3).astype(int)
+
+    def source_crop(left: int) -> np.ndarray:
+        crop = f"crop={path.crop_width}:{path.crop_height}:{left}:{y},scale={size[0]}:{size[1]}"
+        return _frame_rgb(face_video[0], k / FPS, size, filters=crop).astype(int)
+
+    expected, shifted = source_crop(x), source_crop(max(0, x - 30))
     got = _frame_rgb(clip, k / FPS, size).astype(int)
-    shifted = subprocess.run(
-        ["ffmpeg", "-v", "error", "-ss", f"{k / FPS}", "-i", str(face_video[0]), "-frames:v", "1",
-         "-vf", f"crop={path.crop_width}:{path.crop_height}:{max(0, x - 30)}:{y},scale={size[0]}:{size[1]}",
-         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    shifted = np.frombuffer(shifted, np.uint8).reshape(size[1], size[0], 3).astype(int)
     assert np.abs(got - expected).mean() < 8
     assert np.abs(got - expected).mean() < np.abs(got - shifted).mean()
 

@@ -1,7 +1,7 @@
 """Fixtures for API-only tests (no scheduler, no Ray) on the suite's database, over ASGI in-process.
 
-Import them into a test module (`from api_fixtures import api, api_app, signed_up`); a
-conftest.py here would shadow the root one for modules that `import conftest`.
+Registered for every test by `pytest_plugins` in tests/conftest.py (a conftest.py in a
+subfolder would shadow the root one for modules that `import conftest`).
 """
 
 from __future__ import annotations
