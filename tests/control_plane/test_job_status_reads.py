@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 
 from control_plane.clips.models import Artifact
 from control_plane.jobs.models import Job
@@ -57,3 +58,46 @@ def test_key_read_equals_the_orm_read_and_keeps_the_rules(api, api_app, signed_u
     browser.delete(f"/api/keys/{key['id']}")
     revoked = api.get(f"/api/jobs/{job_id}", headers={"Authorization": f"Bearer {key['key']}"})
     assert revoked.status_code == 401 and revoked.json() == {"error": "invalid or revoked API key"}
+
+
+def test_concurrent_reads_share_statements_and_each_gets_its_own_answer(api, api_app, signed_up, settings):
+    """Coalesced reads (PostgreSQL): one statement answers many requests, each by its own key."""
+    import asyncio
+
+    from control_plane.accounts.service import SCOPES, hash_key
+    from control_plane.jobs.status_reads import JobStatusReads
+
+    if settings.database_url is None:
+        pytest.skip("SQLite has no coalesced path; the test above covers its ORM answers")
+    alice, bob = signed_up("alice@example.com"), signed_up("bob@example.com")
+    alice_job = _seed_job(api_app, alice.get("/api/auth/me").json()["accountId"])
+    bob_job = _seed_job(api_app, bob.get("/api/auth/me").json()["accountId"])
+    alice_key = alice.post("/api/keys", json={"scopes": ["jobs:read"]}).json()
+    bob_key = bob.post("/api/keys", json={}).json()
+    revoked = alice.post("/api/keys", json={}).json()
+    alice.delete(f"/api/keys/{revoked['id']}")
+    ALL = list(SCOPES)  # noqa: N806
+    cases = [  # (key, job) -> (key known, scopes, job id seen)
+        (alice_key["key"], alice_job, (True, ["jobs:read"], alice_job)),
+        (alice_key["key"], bob_job, (True, ["jobs:read"], None)),  # another account's job: as if missing
+        (bob_key["key"], bob_job, (True, ALL, bob_job)),
+        (bob_key["key"], "job_missing", (True, ALL, None)),
+        (revoked["key"], alice_job, (False, None, None)),
+        ("rf_live_unknown", alice_job, (False, None, None)),
+    ] * 5
+    reads = JobStatusReads(settings.database_url, max_in_flight=1)
+
+    async def run_all():
+        try:
+            return await asyncio.gather(*(reads.read(key_hash=hash_key(k), job_id=j) for k, j, _ in cases))
+        finally:
+            await reads.close()
+
+    answers = asyncio.run(run_all())
+    for (_, _, (known, scopes, job_seen)), row in zip(cases, answers, strict=True):
+        assert (row is not None) is known
+        if row is not None:
+            assert row.scopes == scopes
+            assert (row.job["job_id"] if row.job else None) == job_seen
+    assert reads.reads_answered == len(cases) == 30
+    assert reads.statements_run == 1  # all thirty arrived together: one statement
