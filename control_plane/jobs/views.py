@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.accounts import service as accounts
@@ -12,9 +13,12 @@ from control_plane.deps import JobsReadAccount, SessionDep, SettingsDep, Storage
 from control_plane.errors import ApiError
 from control_plane.jobs import service
 from control_plane.jobs.schemas import ProcessOptions, parse_options
+from control_plane.routing import PlainRoute
 from control_plane.uploads import receive_multipart
 
 router = APIRouter(prefix="/api", tags=["reels"])
+# The endpoint clients poll; main.py includes this router first (control_plane/routing.py says why).
+status_router = APIRouter(prefix="/api", tags=["reels"], route_class=PlainRoute)
 
 
 @router.post(
@@ -80,8 +84,8 @@ def list_jobs(account: JobsReadAccount, session: SessionDep):
     return {"jobs": [service.job_view(session=session, job=j, with_tasks=False) for j in jobs]}
 
 
-@router.get("/jobs/{job_id}", summary="A job's status, stage and progress")
-async def get_job(job_id: str, request: Request):
+@status_router.get("/jobs/{job_id}", summary="A job's status, stage and progress")
+async def get_job(request: Request, job_id: str) -> Response:
     reads = request.app.state.job_status_reads
     plaintext = api_key_from(request)
     if plaintext is None or not reads.enabled:
@@ -96,7 +100,7 @@ async def get_job(job_id: str, request: Request):
         raise ApiError(403, accounts.missing_scope("jobs:read"))
     if row.job is None:
         raise ApiError(404, "job not found")
-    return JSONResponse(service.render_job_view(**row.job))
+    return Response(orjson.dumps(service.render_job_view(**row.job)), media_type="application/json")
 
 
 def _get_job_orm(request: Request, job_id: str) -> JSONResponse:
