@@ -73,15 +73,13 @@ def serve(host: str, port: int, data_dir: Path | None, nodes: int) -> None:
 @data_dir_option
 def api(host: str, port: int, data_dir: Path | None) -> None:
     """The API alone (a separate `reelfarm scheduler` polls the database for its jobs)."""
-    import uvicorn
-
     from control_plane.embedded import open_database
-    from control_plane.main import create_app
+    from control_plane.main import create_app, run_api_server
 
     _setup_logging()
     settings = _settings(data_dir=data_dir)
     _, session_factory = open_database(settings)
-    uvicorn.run(create_app(settings, session_factory=session_factory), host=host, port=port)
+    run_api_server(create_app(settings, session_factory=session_factory), host=host, port=port)
 
 
 @main.command()

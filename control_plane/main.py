@@ -20,8 +20,8 @@ from control_plane.jobs.status_reads import JobStatusReads
 from control_plane.jobs.views import router as jobs_router
 from control_plane.jobs.views import status_router as job_status_router
 from control_plane.projects.views import router as dev_router
-from control_plane.v1.views import router as v1_router
 from control_plane.storage import Storage, storage_from_url
+from control_plane.v1.views import router as v1_router
 
 
 def make_storage(settings: Settings) -> Storage:

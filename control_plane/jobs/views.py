@@ -8,8 +8,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.accounts import service as accounts
-
-from control_plane.deps import JobsReadAccount, SessionDep, SettingsDep, StorageDep, UploadsAccount, api_key_from, principal_from
+from control_plane.deps import (
+    JobsReadAccount,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    UploadsAccount,
+    api_key_from,
+    principal_from,
+)
 from control_plane.errors import ApiError
 from control_plane.jobs import service
 from control_plane.jobs.schemas import ProcessOptions, parse_options
