@@ -3,11 +3,14 @@
 A1  GET /api/jobs/{id} (API-key auth, the job, its clip count and its tasks, on
     PostgreSQL) requests/s and latency percentiles, next to a bare FastAPI
     `async def hello() -> {"hello": "world"}` served the same way (uvicorn, 1 worker,
-    loopback, same loop/http implementation, no access log). Rounds alternate
+    loopback, same loop/http implementation, no access log; the API as `reelfarm api`
+    runs it, start-up heap frozen). Rounds alternate
     hello/job-status; medians of the rounds. Target: job-status rps / hello rps >= 0.5.
     Also printed: the same bare app's `def` (threadpool) twin, and CPU seconds per
     request of the server, of PostgreSQL and of the load generator, so the cost can be
     placed.
+    Then, in this process without HTTP: ASGI calls of both apps, 1 and 32 callers at
+    once, CPU per request and how many reads each SQL statement answered.
 A2  POST /api/upload of a multipart body with a 2 GiB `video` part (generated on the
     fly: a 1 MiB random block repeated) while the API process's RSS is sampled every
     50 ms. The bytes are not a video, so the expected answer is 400 "not a decodable
@@ -84,14 +87,17 @@ def serve(args: argparse.Namespace) -> None:
         def hello_sync():
             return {"hello": "world"}
 
+        uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, loop=args.loop, http=args.http,
+                    log_level="warning", access_log=False)  # fmt: skip
     else:
         from control_plane.config import Settings
-        from control_plane.main import create_app
+        from control_plane.main import create_app, run_api_server
 
         app = create_app(Settings(environment="test", data_dir=Path(args.data_dir), database_url=args.database_url,
                                   max_upload_bytes=3 * GIB))  # fmt: skip
-    uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, loop=args.loop, http=args.http,
-                log_level="warning", access_log=False)  # fmt: skip
+        # As `reelfarm api` serves it (run_api_server: uvicorn, after freezing the start-up heap).
+        run_api_server(app, host="127.0.0.1", port=args.port, workers=1, loop=args.loop, http=args.http,
+                       log_level="warning", access_log=False)  # fmt: skip
 
 
 class Server:
@@ -440,98 +446,82 @@ def upload(port: int, key: str, size: int, server_pid: int, spool: Path) -> dict
     }  # fmt: skip
 
 
-# ------------------------------------------------------------------ profile of one job-status request
+# ------------------------------------------------------------------ in-process cost, no HTTP
 
 
-def profile(database_url: str, key: str, job_id: str, data_dir: Path, iterations: int = 1000) -> dict:
-    """Where a job-status request's time goes, in this process (no HTTP, one thread): the SQL
-    statements of one request (through FastAPI), then the handler's steps timed in order."""
-    import warnings
+def profile(database_url: str, key: str, job_id: str, data_dir: Path) -> dict:
+    """CPU per request of ASGI calls made in this process (no sockets, no HTTP parsing):
+    the bare hello app next to the job-status route, one caller at a time and 32 at once,
+    with how many reads each SQL statement answered (the coalescing of status_reads.py)."""
+    import asyncio
 
-    from sqlalchemy import event, text
+    from fastapi import FastAPI
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from starlette.testclient import TestClient
-
-    from control_plane.accounts import service as accounts
     from control_plane.config import Settings
-    from control_plane.database import make_engine, make_session_factory
-    from control_plane.jobs import service
     from control_plane.main import create_app
 
-    engine = make_engine(database_url)
-    factory = make_session_factory(engine)
-    statements: list[str] = []
+    hello = FastAPI()
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _count(conn, cursor, statement, params, context, executemany):
-        statements.append(" ".join(statement.split())[:160])
+    @hello.get("/hello")
+    async def hello_route():
+        return {"hello": "world"}
+
+    app = create_app(Settings(environment="test", data_dir=data_dir, database_url=database_url))
+    reads = app.state.job_status_reads
+
+    def scope(path: str, headers: list) -> dict:
+        return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                "headers": [(b"host", b"127.0.0.1"), *headers], "client": ("127.0.0.1", 1),
+                "server": ("127.0.0.1", 80)}  # fmt: skip
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    statuses: list[int] = []
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def caller(target, path: str, headers: list, n: int) -> None:
+        for _ in range(n):
+            await target(scope(path, headers), receive, send)
+
+    async def measure(target, path: str, headers: list, concurrency: int, total: int = 4000) -> dict:
+        per = total // concurrency
+        answered, statements = reads.reads_answered, reads.statements_run
+        cpu = time.process_time()
+        await asyncio.gather(*(caller(target, path, headers, per) for _ in range(concurrency)))
+        n = per * concurrency
+        result = {"cpu_us": (time.process_time() - cpu) / n * 1e6}
+        if reads.statements_run > statements:
+            result["reads_per_statement"] = (reads.reads_answered - answered) / (reads.statements_run - statements)
+        return result
+
+    async def run_all() -> dict:
+        job = (app, f"/api/jobs/{job_id}", [(b"x-api-key", key.encode())])
+        bare = (hello, "/hello", [])
+        for target in (bare, job):
+            await caller(*target, 300)  # warm-up: pools, prepared statements
+        out = {}
+        for label, target in (("bare FastAPI hello", bare), ("GET /api/jobs/{id}", job)):
+            for concurrency in (1, 32):
+                runs = [await measure(*target, concurrency) for _ in range(3)]
+                best = min(runs, key=lambda r: r["cpu_us"])  # the least disturbed of three
+                out[f"{label}, {concurrency} at once"] = best
+        await reads.close()
+        return out
 
     try:
-        app = create_app(Settings(environment="test", data_dir=data_dir, database_url=database_url),
-                         session_factory=factory)  # fmt: skip
-        client = TestClient(app)
-        assert client.get(f"/api/jobs/{job_id}", headers={"X-API-Key": key}).status_code == 200
-        statements.clear()
-        response = client.get(f"/api/jobs/{job_id}", headers={"X-API-Key": key})
-        assert response.status_code == 200, response.text
-        per_request = list(statements)
+        import uvloop
 
-        with engine.connect() as held:
-            dbapi = held.connection.dbapi_connection
-            for _ in range(100):
-                dbapi.execute("SELECT 1").fetchall()
-            t = time.perf_counter()
-            for _ in range(iterations):
-                dbapi.execute("SELECT 1").fetchall()
-            driver_round_trip_ms = (time.perf_counter() - t) / iterations * 1000
-            held.rollback()
-
-        # The handler's steps, in order, in one session per iteration: wall and CPU time each.
-        names = ["session + checkout (pool pre-ping)", "principal_for_key (api_keys, accounts)",
-                 "get_job (jobs)", "job_view: clip count + dict (artifacts)", "job_view: tasks",
-                 "session close (ROLLBACK, return to pool)"]  # fmt: skip
-        wall = [0.0] * len(names)
-        cpu = [0.0] * len(names)
-
-        def one(record: bool) -> None:
-            marks = [(time.perf_counter(), time.thread_time())]
-            s = factory()
-            s.connection()
-            marks.append((time.perf_counter(), time.thread_time()))
-            p = accounts.principal_for_key(session=s, plaintext=key)
-            marks.append((time.perf_counter(), time.thread_time()))
-            job = service.get_job(session=s, account=p.account, job_id=job_id)
-            marks.append((time.perf_counter(), time.thread_time()))
-            service.job_view(session=s, job=job, with_tasks=False)
-            marks.append((time.perf_counter(), time.thread_time()))
-            service.job_view(session=s, job=job)  # count again + tasks: the tasks part is the difference
-            marks.append((time.perf_counter(), time.thread_time()))
-            s.close()
-            marks.append((time.perf_counter(), time.thread_time()))
-            if record:
-                for i in range(len(names)):
-                    wall[i] += marks[i + 1][0] - marks[i][0]
-                    cpu[i] += marks[i + 1][1] - marks[i][1]
-
-        for _ in range(100):
-            one(False)
-        for _ in range(iterations):
-            one(True)
-        # the second job_view also re-ran the count: charge the tasks step only with the difference
-        wall[4] -= wall[3]
-        cpu[4] -= cpu[3]
-        steps = {name: {"wall_ms": w / iterations * 1000, "cpu_ms": c / iterations * 1000}
-                 for name, w, c in zip(names, wall, cpu)}  # fmt: skip
-        steps["total (one job-status handler, in-process, no HTTP)"] = {
-            "wall_ms": sum(v["wall_ms"] for v in steps.values()), "cpu_ms": sum(v["cpu_ms"] for v in steps.values())}
-        with engine.connect() as conn:
-            server_version = conn.execute(text("SHOW server_version")).scalar_one()
-        return {"statements_per_request": per_request, "steps": steps, "postgres": server_version,
-                "driver_round_trip_ms": driver_round_trip_ms}
-    finally:
-        engine.dispose()
+        result = uvloop.run(run_all())
+    except ImportError:
+        result = asyncio.run(run_all())
+    if set(statuses) != {200}:
+        raise RuntimeError(f"in-process calls answered {sorted(set(statuses))}")
+    return result
 
 
 # ------------------------------------------------------------------ main
@@ -592,7 +582,7 @@ def main() -> None:
     parser.add_argument("--upload-gib", type=float, default=2.0, help="size of the uploaded file part, GiB")
     parser.add_argument("--skip-upload", action="store_true")
     parser.add_argument("--skip-sync-hello", action="store_true", help="skip the `def` hello twin")
-    parser.add_argument("--skip-profile", action="store_true", help="skip the in-process step timings")
+    parser.add_argument("--skip-profile", action="store_true", help="skip the in-process (no HTTP) timings")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -670,14 +660,10 @@ def main() -> None:
         if not args.skip_profile:
             prof = profile(database_url, seeded["key"], seeded["job_id"], tmp / "profile-data")
             results["profile"] = prof
-            print(f"Profile (in-process, PostgreSQL {prof['postgres']}): {len(prof['statements_per_request'])} SQL"
-                  f" statements per job-status GET:")  # fmt: skip
-            for stmt in prof["statements_per_request"]:
-                print(f"    {stmt}")
-            print(f"  plus BEGIN, ROLLBACK and the pool's pre-ping; psycopg SELECT 1 round trip on a held connection:"
-                  f" {prof['driver_round_trip_ms']:.3f} ms. Handler steps (wall / CPU of this thread, ms):")
-            for step, v in prof["steps"].items():
-                print(f"    {v['wall_ms']:7.3f} / {v['cpu_ms']:7.3f}  {step}")
+            print("In-process ASGI calls (no HTTP), CPU per request, best of 3:")
+            for label, v in prof.items():
+                coalesced = f", {v['reads_per_statement']:.1f} reads per SQL statement" if "reads_per_statement" in v else ""
+                print(f"    {v['cpu_us']:7.1f} us  {label}{coalesced}")
             sys.stdout.flush()
 
         if not args.skip_upload:

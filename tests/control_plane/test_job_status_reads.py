@@ -76,12 +76,12 @@ def test_concurrent_reads_share_statements_and_each_gets_its_own_answer(api, api
     bob_key = bob.post("/api/keys", json={}).json()
     revoked = alice.post("/api/keys", json={}).json()
     alice.delete(f"/api/keys/{revoked['id']}")
-    ALL = list(SCOPES)  # noqa: N806
+    all_scopes = list(SCOPES)
     cases = [  # (key, job) -> (key known, scopes, job id seen)
         (alice_key["key"], alice_job, (True, ["jobs:read"], alice_job)),
         (alice_key["key"], bob_job, (True, ["jobs:read"], None)),  # another account's job: as if missing
-        (bob_key["key"], bob_job, (True, ALL, bob_job)),
-        (bob_key["key"], "job_missing", (True, ALL, None)),
+        (bob_key["key"], bob_job, (True, all_scopes, bob_job)),
+        (bob_key["key"], "job_missing", (True, all_scopes, None)),
         (revoked["key"], alice_job, (False, None, None)),
         ("rf_live_unknown", alice_job, (False, None, None)),
     ] * 5
