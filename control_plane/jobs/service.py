@@ -44,7 +44,9 @@ def create_video_from_upload(
         info = probe(writer.temp_path)
     except MediaError as exc:
         writer.abort()
-        raise ApiError(400, f"video file is not a decodable video: {exc}") from None
+        # ffprobe names the file it read: the caller's name, not the server's spool path.
+        reason = str(exc).replace(str(writer.temp_path), original_name).removeprefix("not a decodable video: ")
+        raise ApiError(400, f"video file is not a decodable video: {reason}") from None
     blob = writer.commit()
     video = Video(
         account_id=account.id,

@@ -37,7 +37,9 @@ def test_empty_file(client, stack):
 def test_not_a_video(client, stack):
     response = _post(client, files={"video": ("notes.mp4", b"this is not a video at all" * 100, "video/mp4")})
     assert response.status_code == 400
-    assert response.json()["error"].startswith("video file is not a decodable video")
+    error = response.json()["error"]
+    assert error.startswith("video file is not a decodable video: notes.mp4"), error
+    assert str(stack.settings.data_dir) not in error and "/tmp" not in error  # no server paths
     assert _jobs(stack) == 0
     # Nothing left behind in storage either.
     leftovers = [p for p in (stack.settings.data_dir / "storage").rglob("*") if p.is_file()]
