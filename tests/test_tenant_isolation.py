@@ -36,9 +36,10 @@ def test_another_accounts_ids_are_missing_everywhere(stack, sample_video):
     call = a.post("/api/dev/process-video-submit", json={"videoId": video, "minDuration": 1, "maxDuration": 2}
                   ).json()["callId"]  # fmt: skip
     deadline = time.monotonic() + 120
-    while a.get(f"/api/jobs/{job}").json()["status"] != "completed":
-        assert time.monotonic() < deadline
+    while (status := a.get(f"/api/jobs/{job}").json())["status"] not in ("completed", "failed", "cancelled"):
+        assert time.monotonic() < deadline, status
         time.sleep(0.2)
+    assert status["status"] == "completed", (status["error"], status.get("tasks"))
     ids = {"job_id": job, "video_id": video, "key_id": owner_key["id"], "filename": "clip_01.mp4"}
 
     # Every route with an id in its path, walked with the intruder's key (keys: its login).
