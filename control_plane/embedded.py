@@ -12,21 +12,12 @@ import ray
 import uvicorn
 
 from control_plane.config import Settings
-from control_plane.database import make_engine, make_session_factory
 from control_plane.main import create_app
-from control_plane.migrate import upgrade
+from control_plane.migrate import open_database
 from render_nodes.actor import RENDER_SLOT, start_render_nodes
 from scheduler.server import SchedulerServer
 
 log = logging.getLogger(__name__)
-
-
-def open_database(settings: Settings):
-    """Engine + session factory for the settings' database, migrated to head."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    return engine, make_session_factory(engine)
 
 
 def init_local_ray(node_count: int, attempts: int = 3, **kwargs) -> None:

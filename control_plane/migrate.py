@@ -7,6 +7,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from control_plane.config import Settings
+from control_plane.database import make_engine, make_session_factory
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -23,3 +27,11 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    """Engine + session factory for the settings' database, migrated to head."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    return engine, make_session_factory(engine)
