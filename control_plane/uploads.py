@@ -7,11 +7,12 @@ hashes it on the way, and stops reading the moment the size limit is passed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from control_plane.errors import ApiError
@@ -19,6 +20,54 @@ from control_plane.storage import BlobTooLarge, BlobWriter
 
 MAX_FIELD_BYTES = 64 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+WRITE_BATCH_BYTES = 1 << 20
+
+
+class BackgroundWrites:
+    """Feeds a BlobWriter from the event loop: megabyte batches hashed and written in a
+    worker thread while the loop goes on receiving the next one.
+
+    Receiving and hashing+writing overlap (on two cores an upload runs at the speed of the
+    slower of the two, not their sum). At most one batch is in flight, so writes stay in
+    order and a request holds about two batches of memory. A writer error (BlobTooLarge)
+    surfaces from the next `write` or from `flush`.
+    """
+
+    def __init__(self, writer: BlobWriter, batch_bytes: int = WRITE_BATCH_BYTES) -> None:
+        self.writer = writer
+        self._batch_bytes = batch_bytes
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._in_flight: asyncio.Future | None = None
+
+    async def write(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= self._batch_bytes:
+            await self._submit()
+
+    async def flush(self) -> None:
+        """Everything written so far is in the writer (raises the writer's error, if any)."""
+        if self._pending_bytes:
+            await self._submit()
+        await self._wait()
+
+    async def settle(self) -> None:
+        """Wait out a batch in flight, ignoring its error: call before aborting the writer."""
+        self._pending, self._pending_bytes = [], 0
+        with contextlib.suppress(Exception):
+            await self._wait()
+
+    async def _submit(self) -> None:
+        batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        await self._wait()
+        self._in_flight = asyncio.get_running_loop().run_in_executor(None, self.writer.write, batch)
+
+    async def _wait(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
 
 
 @dataclass
@@ -51,6 +100,7 @@ async def receive_multipart(
     upload = ReceivedUpload()
     state: dict = {}
     file_chunks: list[bytes] = []
+    writes: BackgroundWrites | None = None
 
     def on_part_begin() -> None:
         state.update(headers={}, header_field=b"", header_value=b"", name=None, is_file=False, value=bytearray())
@@ -104,24 +154,30 @@ async def receive_multipart(
         },
     )
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-            if file_chunks:
-                data = b"".join(file_chunks)
-                file_chunks.clear()
-                await run_in_threadpool(upload.writer.write, data)
-        parser.finalize()
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+                if file_chunks:
+                    if writes is None:
+                        writes = BackgroundWrites(upload.writer)
+                    for data in file_chunks:
+                        await writes.write(data)
+                    file_chunks.clear()
+            parser.finalize()
+            if writes is not None:
+                await writes.flush()
+        except BaseException:
+            if writes is not None:
+                await writes.settle()
+            _abort(upload)
+            raise
     except BlobTooLarge:
-        _abort(upload)
         raise ApiError(413, f"upload too large (limit {max_bytes} bytes)") from None
     except ClientDisconnect:
-        _abort(upload)
         raise ApiError(400, "client disconnected during upload") from None
     except ApiError:
-        _abort(upload)
         raise
     except Exception as exc:  # malformed multipart body
-        _abort(upload)
         raise ApiError(400, f"malformed multipart body: {exc}") from None
     return upload
 
