@@ -30,6 +30,8 @@ class Settings(BaseSettings):
 
     # API
     max_upload_bytes: int = 1 << 30
+    # Content-addressed blobs (/api/v1/blobs): one presigned PUT each, so at most 5 GiB.
+    max_blob_bytes: int = Field(default=5 << 30, ge=1, le=5 << 30)
     upload_chunk_bytes: int = 1 << 20
     # URL ingest (control_plane/ingest/) and every other server-side fetch refuse private,
     # loopback, link-local, CGNAT and metadata addresses; networks listed here (CIDR, as a

@@ -93,6 +93,8 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 def import_all_models() -> None:
     """Register every model on Base.metadata (Alembic and create_all need them all)."""
     from control_plane.accounts import models as _accounts  # noqa: F401
+    from control_plane.batches import models as _batches  # noqa: F401
+    from control_plane.blobs import models as _blobs  # noqa: F401
     from control_plane.clips import models as _clips  # noqa: F401
     from control_plane.jobs import models as _jobs  # noqa: F401
     from control_plane.projects import models as _projects  # noqa: F401

@@ -14,11 +14,15 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None) -> None:
+    """`extra` fields join `error` in the body (e.g. per-item `errors` of a rejected batch)."""
+
+    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None,
+                 extra: dict | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.status_code = status_code
         self.message = message
         self.headers = headers
+        self.extra = extra
 
 
 def _format_validation(exc: RequestValidationError) -> str:
@@ -39,7 +43,8 @@ def error_body(request: Request, message: str) -> dict:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return JSONResponse(error_body(request, exc.message), status_code=exc.status_code, headers=exc.headers)
+        body = {**error_body(request, exc.message), **(exc.extra or {})}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):

@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from control_plane.accounts.views import router as accounts_router
+from control_plane.batches.views import router as batches_router
 from control_plane.billing.views import router as billing_router
+from control_plane.blobs.views import router as blobs_router
 from control_plane.clips.views import router as clips_router
 from control_plane.config import Settings
 from control_plane.database import make_engine, make_session_factory
@@ -119,6 +121,8 @@ def create_app(
     app.include_router(v1_router)
     install_url_ingest(app)  # POST /api/upload/url and its download pool (started/stopped by the lifespan)
     app.include_router(dev_router)
+    app.include_router(blobs_router)
+    app.include_router(batches_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():

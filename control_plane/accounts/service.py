@@ -24,7 +24,7 @@ from control_plane.errors import ApiError
 KEY_PREFIX = "rf_live_"
 ROLES = ("owner", "admin", "member")
 # What a key may do; every key gets all of them unless it is created with fewer.
-SCOPES = ("uploads:write", "jobs:read", "jobs:write", "clips:read")
+SCOPES = ("uploads:write", "jobs:read", "jobs:write", "clips:read", "assets:read", "assets:write")
 SESSION_LIFETIME = timedelta(days=14)
 INVALID_KEY = "invalid or revoked API key"
 MIN_PASSWORD_LENGTH = 10

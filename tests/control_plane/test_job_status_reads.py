@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from control_plane.accounts.service import SCOPES
 from control_plane.clips.models import Artifact
 from control_plane.jobs.models import Job
 from control_plane.videos.models import Video
@@ -45,7 +46,7 @@ def test_key_read_equals_the_orm_read_and_keeps_the_rules(api, api_app, signed_u
     body = by_key.json()
     assert body["clipCount"] == 1 and [t["index"] for t in body["tasks"]] == [1, 2]
     assert body["progress_percent"] == 42.5 and body["stage"] == "rendering"
-    assert by_key.headers["X-ReelFarm-Api-Scopes"] == "uploads:write jobs:read jobs:write clips:read"
+    assert by_key.headers["X-ReelFarm-Api-Scopes"] == " ".join(SCOPES)
 
     missing = api.get("/api/jobs/job_missing", headers={"X-API-Key": key["key"]})
     assert missing.status_code == 404 and missing.json() == {"error": "job not found"}

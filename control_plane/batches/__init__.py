@@ -1,0 +1,1 @@
+"""Batch manifests of assets and their review queue."""

@@ -1,0 +1,1 @@
+"""Content-addressed blobs: one stored object per SHA-256, access per account by upload."""
