@@ -73,8 +73,8 @@ def serve(host: str, port: int, data_dir: Path | None, nodes: int) -> None:
 @data_dir_option
 def api(host: str, port: int, data_dir: Path | None) -> None:
     """The API alone (a separate `reelfarm scheduler` polls the database for its jobs)."""
-    from control_plane.embedded import open_database
     from control_plane.main import create_app, run_api_server
+    from control_plane.migrate import open_database
 
     _setup_logging()
     settings = _settings(data_dir=data_dir)
@@ -83,11 +83,24 @@ def api(host: str, port: int, data_dir: Path | None) -> None:
 
 
 @main.command()
+@data_dir_option
+@click.option("--public-url", default=None,
+              help="The API's address as the agent reaches it, for download URLs [REELFARM_PUBLIC_URL].")
+def mcp(data_dir: Path | None, public_url: str | None) -> None:
+    """MCP server over stdio for agents: the approved assets of REELFARM_API_KEY's account."""
+    from control_plane.agents.mcp_server import run_stdio
+
+    # Logs go to stderr (basicConfig's default): stdout carries only MCP messages.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    run_stdio(_settings(data_dir=data_dir), public_url=public_url)
+
+
+@main.command()
 @click.option("--listen", default=None, help="gRPC address to serve SchedulerService on [settings].")
 @data_dir_option
 def scheduler(listen: str | None, data_dir: Path | None) -> None:
     """The scheduler alone: plans jobs from the database and dispatches them to nodes."""
-    from control_plane.embedded import open_database
+    from control_plane.migrate import open_database
     from scheduler.server import SchedulerServer
 
     _setup_logging()
@@ -148,7 +161,7 @@ def keys_create(account: str, name: str, data_dir: Path | None) -> None:
     """Create an API key and print its plaintext (shown once; only its hash is stored)."""
     from control_plane.accounts import service as accounts
     from control_plane.database import session_scope
-    from control_plane.embedded import open_database
+    from control_plane.migrate import open_database
 
     _, session_factory = open_database(_settings(data_dir=data_dir))
     with session_scope(session_factory) as session:

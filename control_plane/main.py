@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from control_plane.accounts.views import router as accounts_router
+from control_plane.agents import LazyMcpHttpApp
 from control_plane.batches.views import router as batches_router
 from control_plane.billing.views import router as billing_router
 from control_plane.blobs.views import router as blobs_router
@@ -123,6 +124,8 @@ def create_app(
     app.include_router(dev_router)
     app.include_router(blobs_router)
     app.include_router(batches_router)
+    # Agents (MCP over streamable HTTP): a route at the exact path, so POST /mcp is not redirected.
+    app.add_route("/mcp", LazyMcpHttpApp(settings, app.state.session_factory, app.state.storage), include_in_schema=False)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():
