@@ -73,7 +73,8 @@ def test_ai_mode_plans_one_task_per_clip(client: ReelFarmClient, tmp_path):
 
 def test_trim_options_cut_the_source(client: ReelFarmClient, sample_video, tmp_path):
     created = client.upload(sample_video, {"mode": "none", "trimStart": 1.0, "trimEnd": 3.0})
-    assert client.wait(created["jobId"], timeout=120)["status"] == "completed"
+    done = client.wait(created["jobId"], timeout=120)
+    assert done["status"] == "completed", (done["error"], done.get("tasks"))
     manifest = client.download_all(created["jobId"], tmp_path / "out")
     assert manifest["clips"][0]["start"] == pytest.approx(1.0)
     assert float(ffprobe_json(tmp_path / "out" / "clip_01.mp4")["format"]["duration"]) == pytest.approx(2.0, abs=0.15)
