@@ -6,14 +6,13 @@ Everything here shells out to the binaries on PATH; errors are turned into
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import math
 import os
 import queue
 import re
-import signal
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,7 +30,6 @@ _REASON_MAX_CHARS = 500
 _TERMINATE_GRACE_SECONDS = 5.0
 _PROBE_TIMEOUT_SECONDS = 60.0
 _CAPABILITY_TIMEOUT_SECONDS = 20.0
-_PR_SET_PDEATHSIG = 1
 
 
 class MediaError(Exception):
@@ -77,14 +75,13 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     cmd = [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
     try:
         proc = subprocess.run(
-            cmd,
+            dies_with_parent(cmd),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             encoding="utf-8",
             errors="replace",
             timeout=_PROBE_TIMEOUT_SECONDS,
-            preexec_fn=_child_setup(),
         )
     except FileNotFoundError as exc:
         raise MediaError(f"{FFPROBE} is not installed") from exc
@@ -192,7 +189,7 @@ def run_ffmpeg(
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats", *args]
     try:
         proc = subprocess.Popen(
-            cmd,
+            dies_with_parent(cmd),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -200,7 +197,6 @@ def run_ffmpeg(
             text=True,
             encoding="utf-8",
             errors="replace",
-            preexec_fn=_child_setup(),
         )
     except FileNotFoundError as exc:
         raise MediaError(f"{FFMPEG} is not installed") from exc
@@ -264,8 +260,8 @@ class FfmpegPipe:
         cmd = [FFMPEG, "-hide_banner", "-nostdin", "-y", "-v", "error", *args]
         try:
             self._proc = subprocess.Popen(
-                cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                text=False, preexec_fn=_child_setup(),
+                dies_with_parent(cmd), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=False,
             )  # fmt: skip
         except FileNotFoundError as exc:
             raise MediaError(f"{FFMPEG} is not installed") from exc
@@ -425,28 +421,28 @@ def _failure_reason(lines: Iterable[str], returncode: int) -> str:
 # ------------------------------------------------------------------ child process
 
 
-def _child_setup() -> Callable[[], None] | None:
-    """Return a preexec_fn that makes the child die with us (Linux only).
+@functools.lru_cache(maxsize=None)
+def _setpriv() -> str | None:
+    return shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
-    PR_SET_PDEATHSIG fires when the thread that forked the child exits; every
-    caller here waits for its child, so that thread outlives it.
+
+def dies_with_parent(cmd: list[str]) -> list[str]:
+    """`cmd`, run so that the kernel kills it when the thread that started it dies.
+
+    util-linux's `setpriv --pdeathsig KILL` sets PR_SET_PDEATHSIG and execs the command.
+    Not a preexec_fn: that makes subprocess fork() and run Python in the child, where
+    gRPC's fork handlers ran too and sometimes failed ("Epoll1Poller ... Bad file
+    descriptor" came back as ffprobe's error and failed a job, on a node serving gRPC).
+    Without one, subprocess uses vfork/posix_spawn and nothing runs between fork and exec.
+    Raises FileNotFoundError when the program is not installed, as Popen would.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def setup() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        # The parent may have died before prctl took effect.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return setup
+    setpriv = _setpriv()
+    if setpriv is None:
+        return cmd
+    program = shutil.which(cmd[0])
+    if program is None:
+        raise FileNotFoundError(cmd[0])
+    return [setpriv, "--pdeathsig", "KILL", "--", program, *cmd[1:]]
 
 
 # -------------------------------------------------------------- capability checks
@@ -455,12 +451,11 @@ def _child_setup() -> Callable[[], None] | None:
 def _exits_cleanly(cmd: list[str]) -> bool:
     try:
         proc = subprocess.run(
-            cmd,
+            dies_with_parent(cmd),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             timeout=_CAPABILITY_TIMEOUT_SECONDS,
-            preexec_fn=_child_setup(),
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

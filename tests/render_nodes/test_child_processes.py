@@ -1,0 +1,51 @@
+"""ffmpeg children die with the process that started them, without a preexec_fn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from render_nodes import media
+
+CHILD = """
+import subprocess, sys
+from render_nodes import media
+child = subprocess.Popen(media.dies_with_parent(["sleep", "60"]))
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has died
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_is_killed_when_its_parent_dies():
+    parent = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))  # fmt: skip
+    grandchild = int(parent.stdout.readline())
+    assert _alive(grandchild)
+    parent.send_signal(signal.SIGKILL)  # no chance to clean up: only the kernel can help
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+def test_a_missing_program_is_reported_as_missing():
+    with pytest.raises(FileNotFoundError):
+        media.dies_with_parent(["no-such-program-here"])
+    wrapped = media.dies_with_parent(["ffprobe", "-version"])
+    assert wrapped[-1] == "-version" and wrapped[-2].endswith("ffprobe")
+    assert subprocess.run(wrapped, capture_output=True, check=False).returncode == 0
