@@ -69,6 +69,18 @@ class Settings(BaseSettings):
     # Decoded frames a render holds while their shot is planned (render_nodes/pipeline.py):
     # ~5 s of 1080p30 in 512 MiB; longer shots are planned in parts.
     render_frame_buffer_mb: int = Field(default=512, ge=32, le=16384)
+    # Finding the moments (mode "ai"; render_nodes/speech/, scheduler/selection.py)
+    # "auto": faster-whisper on nodes that have its model directory, else pocketsphinx.
+    transcriber: Literal["auto", "pocketsphinx", "faster-whisper"] = "auto"
+    # A faster-whisper (CTranslate2) model directory on the nodes; never downloaded.
+    whisper_model_dir: Path | None = None
+    # Seconds of source per transcribe task: chunks run in parallel on the nodes.
+    transcribe_chunk_seconds: float = Field(default=120.0, ge=10.0, le=3600.0)
+    # Optional OpenAI-compatible LLM that rescores candidate moments and writes titles.
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
 
     @field_validator("data_dir", "work_dir")
     @classmethod

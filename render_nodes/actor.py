@@ -19,7 +19,8 @@ from render_nodes.faces import make_detector
 from render_nodes.node import NodeCore, detect_capabilities
 from render_nodes.scheduler_link import SchedulerLink
 from render_nodes.servicer import serve_node
-from render_nodes.tasks import run_render_task
+from render_nodes.analysis_tasks import Transcribers
+from render_nodes.tasks import run_task
 
 RENDER_SLOT = "render_slot"
 
@@ -43,19 +44,22 @@ class RenderNode:
         detector = None
         if self.settings.face_detector != "none":
             detector = make_detector(self.settings.face_detector, model_path=self.settings.face_model_path)
+        transcribers = Transcribers(whisper_model_dir=self.settings.whisper_model_dir)
         capabilities = detect_capabilities(
-            self.settings.node_max_concurrent_tasks, [self.settings.face_detector] if detector else []
+            self.settings.node_max_concurrent_tasks, [self.settings.face_detector] if detector else [],
+            transcribers=transcribers.available(),
         )
         self.core = NodeCore(
             node_id,
             link=SchedulerLink(scheduler_address),
             capabilities=capabilities,
-            executor=run_render_task,
+            executor=run_task,
             executor_kwargs={
                 "storage": storage,
                 "work_dir": work_dir,
                 "encoders": capabilities["encoders"],
                 "detector": detector,
+                "transcribers": transcribers,
                 "sample_fps": self.settings.analysis_sample_fps,
                 "frame_buffer_mb": self.settings.render_frame_buffer_mb,
                 "hwaccel": "cuda" if "cuda" in capabilities["hwaccels"] else None,

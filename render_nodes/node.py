@@ -67,7 +67,8 @@ def detect_gpus() -> list[dict]:
     return gpus
 
 
-def detect_capabilities(max_concurrent_tasks: int, detector_backends: list[str]) -> dict:
+def detect_capabilities(max_concurrent_tasks: int, detector_backends: list[str], *,
+                        transcribers: list[str] | None = None) -> dict:  # fmt: skip
     """What this node can really do, probed here (one-frame test encodes, not `-encoders`)."""
     return {
         "gpus": detect_gpus(),
@@ -75,6 +76,7 @@ def detect_capabilities(max_concurrent_tasks: int, detector_backends: list[str])
         "detector_backends": detector_backends,
         "max_concurrent_tasks": max_concurrent_tasks,
         "hwaccels": ["cuda"] if media.hwaccel_works("cuda") else [],
+        "transcribers": transcribers or [],
     }
 
 

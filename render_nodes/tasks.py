@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from control_plane.storage import Storage
-from render_nodes import pipeline
+from render_nodes import pipeline, splice
 from render_nodes.captions import Word
 from render_nodes.faces import FaceDetector
-from render_nodes.media import Cancelled, FfmpegFailed, MediaError
+from render_nodes.media import Cancelled, FfmpegFailed, MediaError, probe
 from render_nodes.reframe import ReframeConfig
 
 ENCODER_BY_PREFERENCE = {"nvenc": "h264_nvenc", "x264": "libx264"}
@@ -43,6 +43,26 @@ def choose_encoder(preference: str, available: list[str]) -> str:
     return "h264_nvenc" if "h264_nvenc" in available else "libx264"
 
 
+def run_task(task: dict, *, transcribers=None, **render_kwargs) -> TaskOutcome:
+    """Run a task of any kind: renders make files, analysis tasks answer with JSON."""
+    kind = task.get("kind") or "render"
+    if kind == "render":
+        return run_render_task(task, **render_kwargs)
+    from render_nodes import analysis_tasks
+
+    common = {k: render_kwargs[k] for k in ("storage", "work_dir", "on_progress", "cancel")}
+    if kind == "transcribe":
+        if transcribers is None:
+            transcribers = analysis_tasks.Transcribers()
+        result = analysis_tasks.run_transcribe_task(task, transcribers=transcribers, **common)
+    elif kind == "analyze":
+        result = analysis_tasks.run_analyze_task(task, detector=render_kwargs.get("detector"),
+                                                 hwaccel=render_kwargs.get("hwaccel"), **common)  # fmt: skip
+    else:
+        raise TaskFailure(f"unknown task kind {kind!r}", retryable=False)
+    return TaskOutcome(artifacts=[], result=result)
+
+
 def run_render_task(
     task: dict,
     *,
@@ -65,11 +85,34 @@ def run_render_task(
             source = storage.fetch_to_local(spec["source_key"], work_dir / "sources")
         except Exception as exc:  # storage hiccups are worth another attempt
             raise TaskFailure(f"cannot fetch source: {exc}", retryable=True) from exc
+        start, end = float(spec.get("start_seconds", 0.0)), float(spec["end_seconds"])
+        words = [Word(w["text"], float(w["start_seconds"]), float(w["end_seconds"])) for w in spec.get("words", [])]
+        whole = [(start, end)]
+        keep = whole
+        if spec.get("keep"):
+            try:
+                fps = probe(source).frame_rate or None
+                keep = splice.normalise_keep([(float(r.get("start_seconds", 0.0)), float(r["end_seconds"]))
+                                              for r in spec["keep"]], start, end, fps=fps)  # fmt: skip
+                if keep != whole:
+                    # Some of the range is left out (an interviewer's turns): render the
+                    # kept pieces, joined, as if they were the source.
+                    on_progress("splicing", 0.0)
+                    source = splice.splice_source(source, keep, task_dir / "spliced.mov", cancel=cancel)
+            except Cancelled:
+                raise TaskFailure("cancelled", retryable=False) from None
+            except FfmpegFailed as exc:
+                raise TaskFailure(str(exc), retryable=exc.returncode < 0) from exc
+            except MediaError as exc:
+                raise TaskFailure(str(exc), retryable=False) from exc
+            if keep != whole:
+                words = splice.remap_words(words, keep)
+                start, end = 0.0, splice.kept_length(keep)
         request = pipeline.RenderRequest(
             source_path=source,
             clip_index=int(spec["clip_index"]),
-            start_seconds=float(spec.get("start_seconds", 0.0)),
-            end_seconds=float(spec["end_seconds"]),
+            start_seconds=start,
+            end_seconds=end,
             aspect_ratio=spec["aspect_ratio"],
             output_width=int(spec["output_width"]),
             output_height=int(spec["output_height"]),
@@ -79,7 +122,7 @@ def run_render_task(
             detector=detector,
             reframe=ReframeConfig(two_faces=spec.get("two_faces") or "pad"),
             caption_preset=spec.get("caption_preset") or "none",
-            words=[Word(w["text"], float(w["start_seconds"]), float(w["end_seconds"])) for w in spec.get("words", [])],
+            words=words,
             sample_fps=sample_fps,
             frame_buffer_mb=frame_buffer_mb,
             hwaccel=hwaccel,
@@ -108,6 +151,11 @@ def run_render_task(
                 }
             )
         on_progress("uploading", 100.0)
-        return TaskOutcome(artifacts=artifacts, result=rendered.info)
+        info = dict(rendered.info)
+        if keep != whole:
+            # The clip still spans [start, end] of the source; it lasts only what was kept.
+            info.update(start_seconds=float(spec.get("start_seconds", 0.0)), end_seconds=float(spec["end_seconds"]),
+                        kept=[[round(a, 3), round(b, 3)] for a, b in keep])  # fmt: skip
+        return TaskOutcome(artifacts=artifacts, result=info)
     finally:
         shutil.rmtree(task_dir, ignore_errors=True)
