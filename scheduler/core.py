@@ -30,13 +30,33 @@ from control_plane.clips.models import Artifact, Clip
 from control_plane.database import new_id, session_scope, utcnow
 from control_plane.jobs.models import Job
 from control_plane.videos.models import Video
-from scheduler import planner
+from scheduler import planner, selection
 from scheduler.models import Task
 from scheduler.states import JOB_MACHINE, TASK_MACHINE, JobStatus, TaskState, transition
 
 log = logging.getLogger(__name__)
 
 ACTIVE_TASK_STATES = (TaskState.leased, TaskState.running)
+ANALYSIS_KINDS = ("transcribe", "analyze")
+STAGE_BY_KIND = {"transcribe": "transcribing", "analyze": "analyzing", "render": "rendering"}
+# Share of a job's progress spent finding its moments (the rest is rendering).
+ANALYSIS_SHARE = 30.0
+
+
+def needs_analysis(options: dict) -> bool:
+    """mode "ai" picks moments from the analysis; captions need a transcript either way."""
+    if options.get("mode", "ai") == "ai":
+        return True
+    return options.get("captionPreset", "none") != "none" and not options.get("transcript")
+
+
+def analysis_stage(tasks: list) -> str:
+    """The job stage while it is being analysed: transcribing, then analyzing, then selecting."""
+    if any(t.kind == "transcribe" and t.state != TaskState.completed for t in tasks):
+        return "transcribing"
+    if any(t.kind == "analyze" and t.state != TaskState.completed for t in tasks):
+        return "analyzing"
+    return "selecting"
 
 
 class NodeClient(Protocol):
@@ -56,6 +76,9 @@ class SchedulerConfig:
     retry_backoff_max_seconds: float = 60.0
     progress_flush_seconds: float = 1.0
     poll_interval_seconds: float = 0.2
+    transcriber: str = "auto"
+    transcribe_chunk_seconds: float = 120.0
+    llm: selection.LlmConfig | None = None
 
     @property
     def heartbeat_interval_seconds(self) -> float:
@@ -132,6 +155,10 @@ class SchedulerCore:
         self._pending_completions: list[Completion] = []
         self._committing = False
         self._send_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="dispatch-send")
+        # Moment selection runs off the tick (an LLM call may take seconds).
+        self._select_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="select")
+        self._to_select: set[str] = set()
+        self._selecting: set[str] = set()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -143,6 +170,9 @@ class SchedulerCore:
             with self._lock:
                 for task in tasks:
                     self.leases[task.id] = Lease(task.id, task.lease_id or "", task.node_id or "", now)
+            # Selection is not persisted until its render tasks are: do it again.
+            self._to_select.update(s.scalars(select(Job.id).where(Job.status == JobStatus.processing,
+                                                                  Job.stage == "selecting")))  # fmt: skip
         return len(tasks)
 
     def notify(self) -> None:
@@ -162,6 +192,7 @@ class SchedulerCore:
     def tick(self) -> None:
         self.cancel_requested()
         self.plan_new_jobs()
+        self.start_selections()
         self.expire()
         self.dispatch()
         if self.clock() - self._last_flush >= self.config.progress_flush_seconds:
@@ -178,25 +209,126 @@ class SchedulerCore:
             rows = []
             for job in jobs:
                 video = videos[job.video_id]
-                clips, selection = planner.plan_clips(video.duration_seconds, job.options)
+                if needs_analysis(job.options):
+                    rows += self._analysis_rows(job, video)
+                    job.planned = True
+                    continue
+                clips, selection_method = planner.plan_clips(video.duration_seconds, job.options)
                 for clip in clips:
-                    spec = planner.render_spec(job=job, video=video, clip=clip)
-                    rows.append(
-                        {
-                            "id": new_id("task_"),
-                            "job_id": job.id,
-                            "kind": "render",
-                            "task_index": clip.index,
-                            "spec": spec,
-                            "required_encoders": planner.required_encoders(spec["encoder_preference"]),
-                            "max_attempts": self.config.max_attempts,
-                        }
-                    )
+                    rows.append(self._render_row(job, video, clip))
                 job.planned = True
-                job.render_settings = {**(job.render_settings or {}), "selection": selection}
+                job.render_settings = {**(job.render_settings or {}), "selection": selection_method}
             if rows:  # one executemany: ORM unit-of-work inserts cost ~0.3 ms a row
                 s.execute(insert(Task), rows)
             return len(jobs)
+
+    def _render_row(self, job: Job, video: Video, clip: planner.PlannedClip, *, keep=None, plan=None,
+                    words=None) -> dict:  # fmt: skip
+        spec = planner.render_spec(job=job, video=video, clip=clip, keep=keep)
+        if words is not None:
+            spec["words"] = words
+        return {
+            "id": new_id("task_"),
+            "job_id": job.id,
+            "kind": "render",
+            "task_index": clip.index,
+            "spec": spec,
+            "plan": plan,
+            "required_encoders": planner.required_encoders(spec["encoder_preference"]),
+            "max_attempts": self.config.max_attempts,
+        }
+
+    def _analysis_rows(self, job: Job, video: Video) -> list[dict]:
+        chunks = planner.analysis_chunks(video.duration_seconds, job.options, self.config.transcribe_chunk_seconds)
+        kinds = [("transcribe", i, a, b) for i, (a, b) in enumerate(chunks, start=1)]
+        if job.options.get("mode", "ai") == "ai":  # face presence is a selection signal
+            kinds.append(("analyze", 1, chunks[0][0], chunks[-1][1]))
+        return [
+            {
+                "id": new_id("task_"),
+                "job_id": job.id,
+                "kind": kind,
+                "task_index": index,
+                "spec": planner.analysis_spec(video=video, start=a, end=b, transcriber=self.config.transcriber),
+                "required_encoders": [],
+                "max_attempts": self.config.max_attempts,
+            }
+            for kind, index, a, b in kinds
+        ]
+
+    # ---------------------------------------------------------------- moment selection
+
+    def start_selections(self) -> int:
+        """Hand jobs whose analysis is complete to the selection pool (one at a time each)."""
+        with self._lock:
+            ready = self._to_select - self._selecting
+            self._to_select -= ready
+            self._selecting |= ready
+        for job_id in ready:
+            self._select_pool.submit(self._select, job_id)
+        return len(ready)
+
+    def _select(self, job_id: str) -> None:
+        try:
+            with session_scope(self.sessions) as s:
+                job = s.get(Job, job_id)
+                if job is None or job.status != JobStatus.processing:
+                    return
+                video = s.get(Video, job.video_id)
+                tasks = s.scalars(select(Task).where(Task.job_id == job_id)).all()
+                if any(t.kind == "render" for t in tasks):
+                    return  # already selected (a restart raced the first attempt)
+                options, duration = dict(job.options), video.duration_seconds
+                transcribed = [t.result or {} for t in tasks if t.kind == "transcribe"]
+                analyzed = [t.result or {} for t in tasks if t.kind == "analyze"]
+            analysis = selection.merge_analysis(duration, transcribed, analyzed)
+            if options.get("transcript"):
+                analysis.words = selection.supplied_words(options)
+            chosen = selection.choose_clips(analysis, options, self.config.llm)
+        except Exception as exc:  # a bug must fail the job visibly, not leave it selecting forever
+            log.exception("moment selection for job %s failed", job_id)
+            self._fail_job(job_id, f"moment selection failed: {exc}")
+            return
+        finally:
+            with self._lock:
+                self._selecting.discard(job_id)
+        method = "full" if options.get("mode") == "none" else "moments" if analysis.words else "uniform"
+        self.plan_renders(job_id, chosen, selection_method=method)
+
+    def plan_renders(self, job_id: str, chosen: list[selection.ChosenClip], *, selection_method: str) -> int:
+        """Record the chosen clips of a job as its render tasks (once: False-y if it has them)."""
+        with self._db_lock, session_scope(self.sessions) as s:
+            job = s.get(Job, job_id)
+            if job is None or job.status not in (JobStatus.queued, JobStatus.processing):
+                return 0
+            if s.scalar(select(Task.id).where(Task.job_id == job_id, Task.kind == "render").limit(1)):
+                return 0
+            video = s.get(Video, job.video_id)
+            rows = [
+                self._render_row(job, video, planner.PlannedClip(c.index, c.start, c.end), keep=c.keep, words=c.words,
+                                 plan={"score": c.score, "transcript": c.transcript, "metadata": c.metadata})
+                for c in chosen
+            ]  # fmt: skip
+            s.execute(insert(Task), rows)
+            job.planned = True
+            if job.status == JobStatus.processing:
+                job.stage = "rendering"
+            job.render_settings = {**(job.render_settings or {}), "selection": selection_method}
+            log.info("job %s: %d clip(s) to render (%s)", job_id, len(rows), selection_method)
+        self.notify()
+        return len(rows)
+
+    def _fail_job(self, job_id: str, reason: str) -> None:
+        cancels: list[tuple[str, str]] = []
+        with self._db_lock, session_scope(self.sessions) as s:
+            job = s.get(Job, job_id)
+            if job is not None and transition(JOB_MACHINE, job, JobStatus.failed):
+                job.error, job.completed_at = reason, utcnow()
+                for task in s.scalars(select(Task).where(Task.job_id == job_id)):
+                    if task.state in ACTIVE_TASK_STATES and task.node_id:
+                        cancels.append((task.node_id, task.id))
+                    transition(TASK_MACHINE, task, TaskState.cancelled, "state")
+        self._send_cancels(cancels)
 
     def cancel_requested(self) -> int:
         """Cancel jobs the API was asked to cancel, and their tasks on the nodes running them."""
@@ -246,7 +378,7 @@ class SchedulerCore:
                 transition(TASK_MACHINE, task, TaskState.leased, "state")
                 job = jobs[task.job_id]
                 if transition(JOB_MACHINE, job, JobStatus.processing):
-                    job.stage = "rendering"
+                    job.stage = STAGE_BY_KIND.get(task.kind, "rendering")
                 batches[node_id].append(self._task_message(task))
                 with self._lock:
                     self.leases[task.id] = Lease(task.id, task.lease_id, node_id, now)
@@ -271,7 +403,7 @@ class SchedulerCore:
             "lease_id": task.lease_id,
             "attempt": task.attempts,
             "kind": task.kind,
-            "render": task.spec,
+            ("render" if task.kind == "render" else "analysis"): task.spec,
             "required_encoders": list(task.required_encoders or []),
         }
 
@@ -459,7 +591,9 @@ class SchedulerCore:
             return False
         task.result = item.result
         task.progress_percent, task.stage, task.message = 100.0, "done", None
-        spec, result = task.spec, item.result
+        if task.kind != "render":
+            return True
+        spec, result, plan = task.spec, item.result, task.plan or {}
         clips.append(
             {
                 "id": new_id("clip_"),
@@ -472,6 +606,9 @@ class SchedulerCore:
                 "width": result.get("width", spec["output_width"]),
                 "height": result.get("height", spec["output_height"]),
                 "encoder": result.get("encoder", ""),
+                "score": plan.get("score"),
+                "transcript": plan.get("transcript") or "",
+                "clip_metadata": plan.get("metadata") or {},
                 "render_info": result,
             }
         )
@@ -537,7 +674,9 @@ class SchedulerCore:
         task.error = reason
         job = s.get(Job, task.job_id)
         if transition(JOB_MACHINE, job, JobStatus.failed):
-            job.error = f"clip {task.task_index}: {reason}"
+            what = {"render": f"clip {task.task_index}", "transcribe": f"transcription of part {task.task_index}",
+                    "analyze": "face analysis"}.get(task.kind, task.kind)  # fmt: skip
+            job.error = f"{what}: {reason}"
             job.completed_at = utcnow()
         cancels = []
         for sibling in s.scalars(select(Task).where(Task.job_id == job.id, Task.id != task.id)):
@@ -570,9 +709,25 @@ class SchedulerCore:
             tasks = tasks_by_job.get(job.id)
             if not tasks:
                 continue
-            job.progress_percent = round(
-                sum(100.0 if t.state == TaskState.completed else t.progress_percent for t in tasks) / len(tasks), 1
-            )
+            renders = [t for t in tasks if t.kind == "render"]
+            analysis = [t for t in tasks if t.kind in ANALYSIS_KINDS]
+
+            def done(group: list[Task]) -> float:
+                return sum(100.0 if t.state == TaskState.completed else t.progress_percent for t in group) / len(group)
+
+            share = ANALYSIS_SHARE if analysis else 0.0
+            found = done(analysis) if analysis else 100.0
+            rendered = done(renders) if renders else 0.0
+            job.progress_percent = round(share * found / 100.0 + (100.0 - share) * rendered / 100.0, 1)
+            if not renders:
+                if job.status == JobStatus.processing:
+                    stage = analysis_stage(analysis)
+                    if stage == "selecting" and job.stage != "selecting":
+                        with self._lock:
+                            self._to_select.add(job.id)
+                        self._wakeup.set()
+                    job.stage = stage
+                continue
             if all(t.state == TaskState.completed for t in tasks):
                 if transition(JOB_MACHINE, job, JobStatus.completed):
                     job.stage, job.progress_percent, job.completed_at = None, 100.0, utcnow()

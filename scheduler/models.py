@@ -9,7 +9,7 @@ from control_plane.database import Base, UTCDateTime, new_id, utcnow
 
 
 class Task(Base):
-    """One unit of work for a render node (this release: one render per clip)."""
+    """One unit of work for a render node: a clip to render, or a part of finding the moments."""
 
     __tablename__ = "tasks"
     __table_args__ = (
@@ -27,6 +27,9 @@ class Task(Base):
     spec: Mapped[dict] = mapped_column(JSON, default=dict)
     required_encoders: Mapped[list] = mapped_column(JSON, default=list)
     result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # What the scheduler decided about this task beyond the node's spec: for a clip picked
+    # by moment selection, its score, transcript and metadata (copied to the clip).
+    plan: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     # Not before this time (retry backoff).

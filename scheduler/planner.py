@@ -1,4 +1,9 @@
-"""Turn a job into tasks. This release plans one render task per clip."""
+"""Turn a job into tasks.
+
+mode "none": one render task over the (trimmed) source. mode "ai": first the tasks that
+find the moments (transcribe chunks in parallel, one face-presence analysis), then, once
+scheduler/selection.py has picked the clips, one render task per clip.
+"""
 
 from __future__ import annotations
 
@@ -50,7 +55,38 @@ def plan_clips(duration: float, options: dict) -> tuple[list[PlannedClip], str]:
     return clips, "uniform"
 
 
-def render_spec(*, job, video, clip: PlannedClip) -> dict:
+# Audio decoded either side of a transcribe chunk, so words cut by its edge are heard whole.
+CHUNK_MARGIN_SECONDS = 2.0
+
+
+def analysis_chunks(duration: float, options: dict, chunk_seconds: float) -> list[tuple[float, float]]:
+    """Consecutive [start, end) ranges of the trimmed source, about chunk_seconds each.
+
+    Equal parts rather than cuts at silences: the nodes find the silences (voice activity
+    is computed where the audio is decoded), and each word belongs to the chunk holding its
+    midpoint, so a cut through a word loses nothing (each chunk hears a margin either side).
+    """
+    start, end = source_window(duration, options)
+    span = max(0.0, end - start)
+    count = max(1, round(span / chunk_seconds))
+    step = span / count
+    return [(round(start + i * step, 3), round(end if i == count - 1 else start + (i + 1) * step, 3))
+            for i in range(count)]  # fmt: skip
+
+
+def analysis_spec(*, video, start: float, end: float, transcriber: str) -> dict:
+    """The AnalysisSpec (proto field names) of a transcribe or analyze task."""
+    return {
+        "source_key": video.storage_key,
+        "source_sha256": video.sha256,
+        "start_seconds": start,
+        "end_seconds": end,
+        "margin_seconds": CHUNK_MARGIN_SECONDS,
+        "transcriber": transcriber,
+    }
+
+
+def render_spec(*, job, video, clip: PlannedClip, keep: list[tuple[float, float]] | None = None) -> dict:
     """The RenderSpec (proto field names) for one clip of a job."""
     settings = job.render_settings or {}
     aspect = job.options.get("aspectRatio", "9:16")
@@ -69,6 +105,7 @@ def render_spec(*, job, video, clip: PlannedClip) -> dict:
         "caption_preset": job.options.get("captionPreset", "none"),
         "words": clip_words(job.options.get("transcript") or [], clip.start_seconds, clip.end_seconds),
         "two_faces": settings.get("two_faces", "pad"),
+        "keep": [{"start_seconds": a, "end_seconds": b} for a, b in keep or []],
     }
 
 

@@ -13,6 +13,7 @@ from reelfarm.v1 import scheduler_pb2_grpc
 from control_plane.config import Settings
 from control_plane.database import make_engine, make_session_factory
 from scheduler.core import SchedulerConfig, SchedulerCore
+from scheduler.selection import LlmConfig
 from scheduler.node_client import GrpcNodeClient
 from scheduler.servicer import SchedulerServicer
 
@@ -29,6 +30,10 @@ def config_from_settings(settings: Settings) -> SchedulerConfig:
         retry_backoff_max_seconds=settings.retry_backoff_max_seconds,
         progress_flush_seconds=settings.progress_flush_seconds,
         poll_interval_seconds=settings.poll_interval_seconds,
+        transcriber=settings.transcriber,
+        transcribe_chunk_seconds=settings.transcribe_chunk_seconds,
+        llm=LlmConfig(base_url=settings.llm_base_url, api_key=settings.llm_api_key, model=settings.llm_model,
+                      timeout_seconds=settings.llm_timeout_seconds),  # fmt: skip
     )
 
 

@@ -55,12 +55,14 @@ def test_upload_renders_clip_with_requested_aspect(client: ReelFarmClient, sampl
         assert "immutable" in served.headers["cache-control"]
 
 
-def test_ai_mode_plans_one_task_per_clip(client: ReelFarmClient, tmp_path):
-    source = make_video(tmp_path / "long.mp4", seconds=30, size="160x120")
+def test_ai_mode_without_speech_spreads_the_clips(client: ReelFarmClient, tmp_path):
+    # No audio at all: nothing to transcribe, so the clips are spread evenly ("uniform").
+    source = make_video(tmp_path / "long.mp4", seconds=30, size="160x120", audio=False)
     created = client.upload(source, {"numClips": 3, "clipLength": "short", "aspectRatio": "1:1"})
     job = client.wait(created["jobId"], timeout=120)
     assert job["status"] == "completed", job
-    assert [t["index"] for t in job["tasks"]] == [1, 2, 3]
+    assert [t["index"] for t in job["tasks"] if t["kind"] == "render"] == [1, 2, 3]
+    assert {t["kind"] for t in job["tasks"]} == {"transcribe", "analyze", "render"}
     manifest = client.manifest(created["jobId"])
     assert manifest["selection"] == "uniform"
     clips = manifest["clips"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from control_plane.accounts.models import Account
@@ -125,6 +125,9 @@ def millis(dt) -> int:
     return int(dt.timestamp() * 1000)
 
 
+TASK_KIND_ORDER = case({"transcribe": 0, "analyze": 1}, value=Task.kind, else_=2)
+
+
 def job_view(*, session: Session, job: Job, with_tasks: bool = True) -> dict:
     clip_count = session.scalar(
         select(func.count()).select_from(Artifact).where(Artifact.job_id == job.id, Artifact.filename.like("%.mp4"))
@@ -132,9 +135,11 @@ def job_view(*, session: Session, job: Job, with_tasks: bool = True) -> dict:
     tasks = None
     if with_tasks:
         tasks = [
-            {"index": t.task_index, "state": t.state, "stage": t.stage, "progress_percent": t.progress_percent,
-             "attempts": t.attempts, "error": t.error}
-            for t in session.scalars(select(Task).where(Task.job_id == job.id).order_by(Task.task_index))
+            {"kind": t.kind, "index": t.task_index, "state": t.state, "stage": t.stage,
+             "progress_percent": t.progress_percent, "attempts": t.attempts, "error": t.error}
+            # In the order they run: transcribe parts, face analysis, then clips.
+            for t in session.scalars(select(Task).where(Task.job_id == job.id)
+                                     .order_by(TASK_KIND_ORDER, Task.task_index))
         ]  # fmt: skip
     return render_job_view(
         job_id=job.id, original_name=job.original_name, status=job.status, stage=job.stage,

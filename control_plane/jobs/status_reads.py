@@ -30,9 +30,9 @@ SELECT q.ord, k.scopes::text, j.id, j.original_name, j.status, j.stage, j.progre
        j.created_at, j.updated_at, j.options::text,
        (SELECT count(*) FROM artifacts ar WHERE ar.job_id = j.id AND ar.filename LIKE '%.mp4') AS clip_count,
        (SELECT json_agg(json_build_object(
-                 'index', t.task_index, 'state', t.state, 'stage', t.stage,
+                 'kind', t.kind, 'index', t.task_index, 'state', t.state, 'stage', t.stage,
                  'progress_percent', t.progress_percent, 'attempts', t.attempts, 'error', t.error)
-               ORDER BY t.task_index)::text
+               ORDER BY CASE t.kind WHEN 'transcribe' THEN 0 WHEN 'analyze' THEN 1 ELSE 2 END, t.task_index)::text
           FROM tasks t WHERE t.job_id = j.id) AS tasks
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(key_hash, job_id, ord)
 JOIN api_keys k ON k.key_hash = q.key_hash AND k.revoked_at IS NULL

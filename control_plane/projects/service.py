@@ -73,10 +73,12 @@ def video_clips(*, session: Session, video: Video) -> list[tuple[Clip, Job]]:
 
 
 def video_summary(*, session: Session, video: Video) -> dict:
-    """Clip counts over every job of the video: ready, draft (planned, not rendered yet), failed."""
+    """Clip counts over every job of the video: ready, draft (planned, not rendered yet), failed.
+
+    Clips are render tasks; a job still finding its moments has no clips yet."""
     states = dict(session.execute(
         select(Task.state, func.count()).join(Job, Job.id == Task.job_id)
-        .where(Job.video_id == video.id).group_by(Task.state)
+        .where(Job.video_id == video.id, Task.kind == "render").group_by(Task.state)
     ).all())  # fmt: skip
     ready = states.get("completed", 0)
     failed = states.get("failed", 0) + states.get("cancelled", 0)

@@ -29,12 +29,25 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _command(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_child_is_killed_when_its_parent_dies():
     parent = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True,
                               cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))  # fmt: skip
     grandchild = int(parent.stdout.readline())
-    assert _alive(grandchild)
+    # setpriv sets the death signal, then execs sleep: only once sleep runs is it armed
+    # (a parent killed before that is a window setpriv cannot close; it is milliseconds).
+    deadline = time.monotonic() + 10
+    while _command(grandchild) != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _alive(grandchild) and _command(grandchild) == "sleep"
     parent.send_signal(signal.SIGKILL)  # no chance to clean up: only the kernel can help
     parent.wait()
     deadline = time.monotonic() + 10

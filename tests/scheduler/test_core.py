@@ -13,6 +13,7 @@ from control_plane.migrate import upgrade
 from control_plane.videos.models import Video
 from scheduler.core import ProgressUpdate, SchedulerConfig, SchedulerCore
 from scheduler.models import Task
+from scheduler.selection import ChosenClip
 
 
 class RecordingNodes:
@@ -66,7 +67,9 @@ def core(sessions, nodes, clock):
     return SchedulerCore(sessions, nodes, config, clock=clock)
 
 
-def submit(sessions, clips=1) -> str:
+def submit(sessions, clips=1, core=None) -> str:
+    """A queued job of `clips` clips: one full-source clip (mode none), or, with `core`,
+    clips already chosen (as moment selection hands them over) so only renders remain."""
     with session_scope(sessions) as s:
         account = Account(name="a")
         s.add(account)
@@ -76,12 +79,18 @@ def submit(sessions, clips=1) -> str:
                       codec="h264")
         s.add(video)
         s.flush()
-        options = {"mode": "ai", "numClips": clips, "clipLength": "short", "aspectRatio": "9:16"}
+        options = {"mode": "none" if clips == 1 else "ai", "numClips": clips, "clipLength": "short",
+                   "aspectRatio": "9:16"}
         job = Job(account_id=account.id, video_id=video.id, original_name="v.mp4", options=options,
-                  render_settings={"output_height": 256})
+                  render_settings={"output_height": 256}, planned=clips > 1)
         s.add(job)
         s.flush()
-        return job.id
+        job_id = job.id
+    if clips > 1:
+        chosen = [ChosenClip(index=i, start=10.0 * (i - 1), end=10.0 * (i - 1) + 5.0, score=None, transcript="",
+                             metadata={}, words=[]) for i in range(1, clips + 1)]
+        assert core.plan_renders(job_id, chosen, selection_method="test") == clips
+    return job_id
 
 
 def register(core, node_id="n1", slots=1, encoders=("libx264",), running=()):
@@ -101,7 +110,7 @@ ARTIFACTS = [{"name": "clip_01.mp4", "sha256": "a" * 64, "size_bytes": 10, "stor
 
 
 def test_plan_and_dispatch_one_task_per_clip(core, sessions, nodes):
-    job_id = submit(sessions, clips=2)
+    job_id = submit(sessions, clips=2, core=core)
     register(core, slots=4)
     core.tick()
     job, tasks = state(sessions, job_id)
@@ -114,7 +123,7 @@ def test_plan_and_dispatch_one_task_per_clip(core, sessions, nodes):
 
 
 def test_respects_free_slots(core, sessions, nodes):
-    submit(sessions, clips=3)
+    submit(sessions, clips=3, core=core)
     register(core, slots=1)
     core.tick()
     assert len(nodes.sent) == 1
@@ -202,7 +211,7 @@ def test_reregistered_node_without_the_task_loses_it(core, sessions, nodes):
 def test_restart_recovers_leases_claimed_by_nodes(sessions, nodes, clock):
     config = SchedulerConfig(node_timeout_seconds=2.0)
     first = SchedulerCore(sessions, nodes, config, clock=clock)
-    job_id = submit(sessions, clips=2)
+    job_id = submit(sessions, clips=2, core=first)
     register(first, slots=2)
     first.tick()
     _, tasks = state(sessions, job_id)
@@ -226,7 +235,7 @@ def test_unreachable_node_requeues_without_spending_an_attempt(core, sessions, n
 
 
 def test_non_retryable_failure_fails_job_and_cancels_siblings(core, sessions, nodes):
-    job_id = submit(sessions, clips=2)
+    job_id = submit(sessions, clips=2, core=core)
     register(core, slots=2)
     core.tick()
     _, tasks = state(sessions, job_id)
@@ -235,3 +244,108 @@ def test_non_retryable_failure_fails_job_and_cancels_siblings(core, sessions, no
     assert job.status == "failed" and job.error == "clip 1: not a video"
     assert [t.state for t in tasks] == ["failed", "cancelled"]
     assert nodes.cancelled == [("n1:1", tasks[1].id)]
+
+
+def _spoken(sentences: list[str], start: float = 0.5) -> list[list]:
+    """Words [text, start, end] at 2.5 words/s, 0.8 s pauses between sentences."""
+    words, t = [], start
+    for sentence in sentences:
+        for word in sentence.split():
+            words.append([word, round(t, 2), round(t + 0.3, 2)])
+            t += 0.4
+        t += 0.8
+    return words
+
+
+def _wait_for(core, predicate, seconds=10.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        core.tick()
+        time.sleep(0.02)
+
+
+def test_an_ai_job_is_transcribed_analyzed_selected_then_rendered(core, sessions, nodes):
+    with session_scope(sessions) as s:
+        account = Account(name="a")
+        s.add(account)
+        s.flush()
+        video = Video(account_id=account.id, original_name="v.mp4", sha256="0" * 64, size_bytes=1,
+                      storage_key="blobs/x", duration_seconds=60.0, width=640, height=360, frame_rate=25.0,
+                      codec="h264")  # fmt: skip
+        s.add(video)
+        s.flush()
+        job = Job(account_id=account.id, video_id=video.id, original_name="v.mp4", render_settings={},
+                  options={"mode": "ai", "numClips": 2, "clipLength": "short", "prompt": "coffee",
+                           "aspectRatio": "9:16", "captionPreset": "karaoke"})  # fmt: skip
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    register(core, slots=4)
+    core.tick()
+    job, tasks = state(sessions, job_id)
+    assert sorted(t.kind for t in tasks) == ["analyze", "transcribe"]
+    assert job.status == "processing" and job.stage == "transcribing"
+    sent = {spec["kind"]: spec for _, spec in nodes.sent}
+    assert sent["transcribe"]["analysis"]["end_seconds"] == 60.0 and "render" not in sent["transcribe"]
+
+    sentences = ["the weather was cold all week", "we walked to the lake and back",
+                 "coffee is my favourite drink in the morning", "I brew coffee every day before work",
+                 "the train was late again today", "my brother plays the guitar at night"] * 2  # fmt: skip
+    words = _spoken(sentences)
+    transcribe = next(t for t in tasks if t.kind == "transcribe")
+    analyze = next(t for t in tasks if t.kind == "analyze")
+    assert core.complete_task(transcribe.id, transcribe.lease_id, [], {
+        "start": 0.0, "end": 60.0, "words": words, "speech": [[0.5, 59.0]], "loudness_step": 0.5,
+        "loudness": [-20.0] * 120, "speaker_features": []})  # fmt: skip
+    job, _ = state(sessions, job_id)
+    assert job.stage == "analyzing" and job.progress_percent == pytest.approx(15.0)
+    assert core.complete_task(analyze.id, analyze.lease_id, [], {"start": 0.0, "end": 60.0, "faces": [[1.0, 1]]})
+    _wait_for(core, lambda: any(t.kind == "render" for t in state(sessions, job_id)[1]))
+    core.tick()
+    job, tasks = state(sessions, job_id)
+    renders = sorted((t for t in tasks if t.kind == "render"), key=lambda t: t.task_index)
+    assert job.stage == "rendering" and job.render_settings["selection"] == "moments"
+    assert [t.task_index for t in renders] == [1, 2]
+    best = renders[0]
+    # The prompt's topic wins: clip 1 covers the coffee sentences.
+    coffee = [w for w in words if w[0] == "coffee"]
+    assert best.spec["start_seconds"] <= coffee[0][1] < best.spec["end_seconds"]
+    assert 3.0 <= best.spec["end_seconds"] - best.spec["start_seconds"] <= 15.0
+    assert best.spec["words"] and all(best.spec["start_seconds"] - 0.5 <= w["start_seconds"] <= best.spec["end_seconds"]
+                                      for w in best.spec["words"])  # fmt: skip
+    assert "coffee" in best.plan["transcript"] and 0 <= best.plan["score"] <= 10
+
+    for task in renders:
+        artifacts = [{**ARTIFACTS[0], "name": f"clip_{task.task_index:02d}.mp4"}]
+        assert core.complete_task(task.id, task.lease_id, artifacts, {"encoder": "libx264"})
+    job, _ = state(sessions, job_id)
+    assert job.status == "completed" and job.progress_percent == 100
+    with sessions() as s:
+        clips = s.scalars(select(Clip).where(Clip.job_id == job_id).order_by(Clip.clip_index)).all()
+        assert clips[0].score == best.plan["score"] and "coffee" in clips[0].transcript
+        assert clips[0].clip_metadata["viral_score"] == clips[0].score
+
+
+def test_a_job_is_not_completed_by_its_analysis_alone(core, sessions, nodes):
+    job_id = submit(sessions)
+    with session_scope(sessions) as s:  # captions without a transcript: the source is transcribed first
+        job = s.get(Job, job_id)
+        job.options = {**job.options, "captionPreset": "beasty"}
+    register(core, slots=2)
+    core.tick()
+    job, tasks = state(sessions, job_id)
+    assert [t.kind for t in tasks] == ["transcribe"]  # mode none: no face analysis
+    (task,) = tasks
+    assert core.complete_task(task.id, task.lease_id, [], {"start": 0.0, "end": 60.0,
+                                                           "words": _spoken(["hello there"]), "speech": []})  # fmt: skip
+    job, _ = state(sessions, job_id)
+    assert job.status == "processing" and job.stage == "selecting"
+    _wait_for(core, lambda: any(t.kind == "render" for t in state(sessions, job_id)[1]))
+    job, tasks = state(sessions, job_id)
+    (render,) = [t for t in tasks if t.kind == "render"]
+    assert (render.spec["start_seconds"], render.spec["end_seconds"]) == (0.0, 60.0)
+    assert [w["text"] for w in render.spec["words"]] == ["hello", "there"]
+    assert job.render_settings["selection"] == "full"
