@@ -239,7 +239,10 @@ class SchedulerCore:
         }
 
     def _analysis_rows(self, job: Job, video: Video) -> list[dict]:
-        chunks = planner.analysis_chunks(video.duration_seconds, job.options, self.config.transcribe_chunk_seconds)
+        with self._lock:
+            slots = sum(n.max_concurrent for n in self.nodes.values() if not n.draining)
+        chunks = planner.analysis_chunks(video.duration_seconds, job.options, self.config.transcribe_chunk_seconds,
+                                         parallelism=slots)  # fmt: skip
         kinds = [("transcribe", i, a, b) for i, (a, b) in enumerate(chunks, start=1)]
         if job.options.get("mode", "ai") == "ai":  # face presence is a selection signal
             kinds.append(("analyze", 1, chunks[0][0], chunks[-1][1]))

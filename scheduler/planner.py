@@ -7,6 +7,7 @@ scheduler/selection.py has picked the clips, one render task per clip.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from render_nodes.geometry import output_size
@@ -55,12 +56,16 @@ def plan_clips(duration: float, options: dict) -> tuple[list[PlannedClip], str]:
     return clips, "uniform"
 
 
+# Parts shorter than this are not worth a task of their own.
+MIN_CHUNK_SECONDS = 20.0
 # Audio decoded either side of a transcribe chunk, so words cut by its edge are heard whole.
 CHUNK_MARGIN_SECONDS = 2.0
 
 
-def analysis_chunks(duration: float, options: dict, chunk_seconds: float) -> list[tuple[float, float]]:
-    """Consecutive [start, end) ranges of the trimmed source, about chunk_seconds each.
+def analysis_chunks(duration: float, options: dict, chunk_seconds: float, parallelism: int = 1) -> list[tuple[float, float]]:
+    """Consecutive [start, end) ranges of the trimmed source, at most ~chunk_seconds each,
+    as many as a multiple of `parallelism` (the task slots of the nodes now registered),
+    so that no node is left idle while another transcribes a last part alone.
 
     Equal parts rather than cuts at silences: the nodes find the silences (voice activity
     is computed where the audio is decoded), and each word belongs to the chunk holding its
@@ -68,7 +73,9 @@ def analysis_chunks(duration: float, options: dict, chunk_seconds: float) -> lis
     """
     start, end = source_window(duration, options)
     span = max(0.0, end - start)
-    count = max(1, round(span / chunk_seconds))
+    slots = max(1, parallelism)
+    waves = max(1, math.ceil(span / (chunk_seconds * slots) - 0.25))  # a quarter wave over is not worth one more
+    count = max(1, min(waves * slots, math.ceil(span / MIN_CHUNK_SECONDS)))
     step = span / count
     return [(round(start + i * step, 3), round(end if i == count - 1 else start + (i + 1) * step, 3))
             for i in range(count)]  # fmt: skip

@@ -50,7 +50,7 @@ maxhmmpf 5000                                          0.650    7.4
 maxhmmpf 5000, wbeam 1e-24                             0.663    6.9
 maxhmmpf 5000, lw 9                                    0.702    9.9
 maxhmmpf 4000, wbeam 1e-24                             0.681    6.5
-maxhmmpf 4000, wbeam 1e-24, lw 8  (chosen)             0.661    8.9-10.5
+maxhmmpf 4000, wbeam 1e-24, lw 8  (first pick)         0.661    8.9-10.5
 maxhmmpf 4000, wbeam 1e-20, lw 8                       0.667    9.1
 maxhmmpf 3000                                          0.680    8.6
 maxhmmpf 3000, wbeam 1e-24                             0.673    9.9
@@ -67,16 +67,20 @@ settings (all but the first: fwdflat off), streamed    WER    xRT
 defaults                                               0.548    3.5
 fwdflat off                                            0.545    5.5
 maxhmmpf 5000                                          0.541    6.3
-maxhmmpf 4000, wbeam 1e-24, lw 8  (chosen)             0.562    8.5
+maxhmmpf 4000, wbeam 1e-24, lw 8                       0.562    8.5
 maxhmmpf 3000, wbeam 1e-24                             0.555    8.5
-maxhmmpf 3000, wbeam 1e-24, lw 8                       0.584   11.1
+maxhmmpf 3000, wbeam 1e-24, lw 8  (chosen)             0.584   11.1
 maxhmmpf 2000, lw 9                                    0.676   14.3
 =====================================================  =====  =====
 
+Chosen for speed: bench/clips.py wants transcription + selection of a 10-minute talk in
+at most half the time its clips take to encode; at maxhmmpf 4000 it took x0.55, at 3000
+x0.38-0.48 (bench/RESULTS.md), for +0.02 WER.
+
 Narrowing the HMM beams costs accuracy fast; capping the active HMMs per frame
 (maxhmmpf), skipping the second (flat-lexicon) pass and a slightly narrower word beam
-with a heavier language model weight cost little: the chosen point reads within ~0.015
-WER of the defaults at ~2.4x their speed (12-14x realtime on the tests' paragraph).
+with a heavier language model weight cost little: the chosen point reads within ~0.04
+WER of the defaults at ~3x their speed (12-14x realtime on the tests' paragraph).
 espeak-ng is hard for this acoustic model: these WERs are not what natural speech gets.
 Word confidences are the lattice posteriors (bestpath stays on).
 """
@@ -102,7 +106,7 @@ POCKETSPHINX = "pocketsphinx"
 FASTER_WHISPER = "faster-whisper"
 
 # Chosen by the measurements in the module docstring.
-POCKETSPHINX_OPTIONS: dict[str, Any] = {"fwdflat": False, "maxhmmpf": 4000, "wbeam": 1e-24, "lw": 8.0}
+POCKETSPHINX_OPTIONS: dict[str, Any] = {"fwdflat": False, "maxhmmpf": 3000, "wbeam": 1e-24, "lw": 8.0}
 
 # Audio handed to the decoder per call (0.25 s): each call holds the GIL for ~25 ms.
 FEED_BYTES = 16000 // 4 * 2

@@ -286,22 +286,27 @@ def test_an_ai_job_is_transcribed_analyzed_selected_then_rendered(core, sessions
     register(core, slots=4)
     core.tick()
     job, tasks = state(sessions, job_id)
-    assert sorted(t.kind for t in tasks) == ["analyze", "transcribe"]
+    parts = sorted((t for t in tasks if t.kind == "transcribe"), key=lambda t: t.task_index)
+    assert len(parts) == 3  # 60 s for 4 slots: parts of at least 20 s
+    assert [t.kind for t in tasks].count("analyze") == 1
+    assert parts[0].spec["start_seconds"] == 0.0 and parts[-1].spec["end_seconds"] == 60.0
     assert job.status == "processing" and job.stage == "transcribing"
-    sent = {spec["kind"]: spec for _, spec in nodes.sent}
-    assert sent["transcribe"]["analysis"]["end_seconds"] == 60.0 and "render" not in sent["transcribe"]
+    sent = [spec for _, spec in nodes.sent]
+    assert {spec["kind"] for spec in sent} == {"transcribe", "analyze"}
+    assert all("render" not in spec and spec["analysis"]["margin_seconds"] > 0 for spec in sent)
 
     sentences = ["the weather was cold all week", "we walked to the lake and back",
                  "coffee is my favourite drink in the morning", "I brew coffee every day before work",
                  "the train was late again today", "my brother plays the guitar at night"] * 2  # fmt: skip
     words = _spoken(sentences)
-    transcribe = next(t for t in tasks if t.kind == "transcribe")
     analyze = next(t for t in tasks if t.kind == "analyze")
-    assert core.complete_task(transcribe.id, transcribe.lease_id, [], {
-        "start": 0.0, "end": 60.0, "words": words, "speech": [[0.5, 59.0]], "loudness_step": 0.5,
-        "loudness": [-20.0] * 120, "speaker_features": []})  # fmt: skip
+    for part in parts:  # each part answers for the words whose midpoint it holds
+        a, b = part.spec["start_seconds"], part.spec["end_seconds"]
+        assert core.complete_task(part.id, part.lease_id, [], {
+            "start": a, "end": b, "words": [w for w in words if a <= (w[1] + w[2]) / 2 < b], "speech": [[a, b]],
+            "loudness_step": 0.5, "loudness": [-20.0] * round((b - a) / 0.5), "speaker_features": []})  # fmt: skip
     job, _ = state(sessions, job_id)
-    assert job.stage == "analyzing" and job.progress_percent == pytest.approx(15.0)
+    assert job.stage == "analyzing" and job.progress_percent == pytest.approx(22.5)  # 3 of 4 parts of 30%
     assert core.complete_task(analyze.id, analyze.lease_id, [], {"start": 0.0, "end": 60.0, "faces": [[1.0, 1]]})
     _wait_for(core, lambda: any(t.kind == "render" for t in state(sessions, job_id)[1]))
     core.tick()
@@ -334,7 +339,7 @@ def test_a_job_is_not_completed_by_its_analysis_alone(core, sessions, nodes):
     with session_scope(sessions) as s:  # captions without a transcript: the source is transcribed first
         job = s.get(Job, job_id)
         job.options = {**job.options, "captionPreset": "beasty"}
-    register(core, slots=2)
+    register(core, slots=1)
     core.tick()
     job, tasks = state(sessions, job_id)
     assert [t.kind for t in tasks] == ["transcribe"]  # mode none: no face analysis

@@ -33,3 +33,16 @@ def test_never_more_clips_than_fit():
     assert len(clips) == 1
     short_source, _ = plan_clips(4.0, {"mode": "ai", "numClips": 3, "clipLength": "medium"})
     assert [(c.start_seconds, c.end_seconds) for c in short_source] == [(0.0, 4.0)]
+
+
+def test_analysis_parts_tile_the_trimmed_source_in_multiples_of_the_slots():
+    from scheduler.planner import analysis_chunks
+
+    parts = analysis_chunks(612.0, {"trimStart": 12.0}, 120.0, parallelism=2)
+    assert len(parts) == 6  # 600 s: 5 parts of 120 s would leave one node alone for the last
+    assert parts[0][0] == 12.0 and parts[-1][1] == 612.0
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))  # no gap, no overlap
+    assert max(b - a for a, b in parts) <= 120.0
+    assert len(analysis_chunks(612.0, {}, 120.0, parallelism=1)) == 5
+    assert len(analysis_chunks(30.0, {}, 120.0, parallelism=8)) == 2  # parts of at least 20 s
+    assert analysis_chunks(10.0, {}, 120.0, parallelism=0) == [(0.0, 10.0)]
