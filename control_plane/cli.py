@@ -19,7 +19,7 @@ from control_plane.jobs.schemas import ProcessOptions
 
 # Short flags the docs use for the most common options.
 FLAG_ALIASES = {"numClips": ["--clips"], "aspectRatio": ["--aspect"]}
-# Until moment selection exists, a one-shot render defaults to one full-source clip.
+# A one-shot render defaults to one full-source clip (`--mode ai` picks the moments instead).
 CLI_DEFAULTS = {"mode": "none"}
 
 
