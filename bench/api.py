@@ -43,6 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the test harness: a throwaway PostgreSQL
 
 GIB = 1 << 30
 MB = 1_000_000
@@ -90,8 +91,8 @@ def serve(args: argparse.Namespace) -> None:
         uvicorn.run(app, host="127.0.0.1", port=args.port, workers=1, loop=args.loop, http=args.http,
                     log_level="warning", access_log=False)  # fmt: skip
     else:
-        from control_plane.config import Settings
         from control_plane.main import create_app, run_api_server
+        from reelfarm.settings import Settings
 
         app = create_app(Settings(environment="test", data_dir=Path(args.data_dir), database_url=args.database_url,
                                   max_upload_bytes=3 * GIB))  # fmt: skip
@@ -315,14 +316,14 @@ def run_load(port: int, path: str, headers: list[str], server_pid: int, pg_pid: 
 
 
 def seed(database_url: str) -> dict:
-    from control_plane import migrate
     from control_plane.accounts.service import create_api_key, get_or_create_account
-    from control_plane.clips.models import Artifact
-    from control_plane.database import make_engine, make_session_factory
-    from control_plane.jobs.models import Job
-    from control_plane.jobs.schemas import ProcessOptions
-    from control_plane.videos.models import Video
-    from scheduler.models import Task
+    from reelfarm import migrate
+    from reelfarm.database import make_engine, make_session_factory
+    from reelfarm.models.clips import Artifact
+    from reelfarm.models.jobs import Job
+    from reelfarm.models.tasks import Task
+    from reelfarm.models.videos import Video
+    from reelfarm.options import ProcessOptions
 
     engine = make_engine(database_url)
     try:
@@ -363,7 +364,7 @@ def seed(database_url: str) -> dict:
 def count_rows(database_url: str, table: str) -> int:
     from sqlalchemy import text
 
-    from control_plane.database import make_engine
+    from reelfarm.database import make_engine
 
     engine = make_engine(database_url)
     try:
@@ -457,8 +458,8 @@ def profile(database_url: str, key: str, job_id: str, data_dir: Path) -> dict:
 
     from fastapi import FastAPI
 
-    from control_plane.config import Settings
     from control_plane.main import create_app
+    from reelfarm.settings import Settings
 
     hello = FastAPI()
 
@@ -588,7 +589,7 @@ def main() -> None:
 
     import psutil
 
-    from control_plane.local_postgres import LocalPostgres, free_port
+    from harness.local_postgres import LocalPostgres, free_port
 
     loop_impl, http_impl = _impls()
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test harness: spoken media
 
 TOPICS = [
     ("how did you get started", "I started when I was twelve years old, with my father, in a small workshop near our "
@@ -69,12 +70,12 @@ def main() -> None:
     import ray
 
     from control_plane.accounts import service as accounts
-    from control_plane.client import ReelFarmClient
-    from control_plane.config import Settings
-    from control_plane.database import session_scope
-    from control_plane.embedded import EmbeddedStack
-    from render_nodes.samples import make_spoken_video
-    from scheduler.models import Task
+    from harness.media import make_spoken_video
+    from reelfarm.client import ReelFarmClient
+    from reelfarm.database import session_scope
+    from reelfarm.embedded import EmbeddedStack
+    from reelfarm.models.tasks import Task
+    from reelfarm.settings import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="reelfarm-bench-clips-"))
     source = tmp / "talk.mp4"

@@ -27,6 +27,13 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from control_plane.jobs.service import create_job  # noqa: E402
+from reelfarm.database import make_engine, make_session_factory, session_scope  # noqa: E402
+from reelfarm.migrate import upgrade  # noqa: E402
+from reelfarm.models.accounts import Account  # noqa: E402
+from reelfarm.models.videos import Video  # noqa: E402
+from reelfarm.options import ProcessOptions  # noqa: E402
+from reelfarm.settings import Settings  # noqa: E402
 from reelfarm.v1 import (  # noqa: E402
     common_pb2,
     render_node_pb2,
@@ -34,14 +41,6 @@ from reelfarm.v1 import (  # noqa: E402
     scheduler_pb2,
     scheduler_pb2_grpc,
 )
-
-from control_plane.accounts.models import Account  # noqa: E402
-from control_plane.config import Settings  # noqa: E402
-from control_plane.database import make_engine, make_session_factory, session_scope  # noqa: E402
-from control_plane.jobs.schemas import ProcessOptions  # noqa: E402
-from control_plane.jobs.service import create_job  # noqa: E402
-from control_plane.migrate import upgrade  # noqa: E402
-from control_plane.videos.models import Video  # noqa: E402
 from scheduler.server import SchedulerServer  # noqa: E402
 
 SLOTS_PER_NODE = 2
@@ -165,7 +164,7 @@ class Bench:
     def wait_completed(self, job_ids: set[str], timeout: float = 300) -> None:
         from sqlalchemy import func, select
 
-        from control_plane.jobs.models import Job
+        from reelfarm.models.jobs import Job
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

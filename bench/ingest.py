@@ -45,7 +45,7 @@ RATIO_TARGET = 0.8
 
 
 def make_big_mp4(path: Path, size: int) -> None:
-    from render_nodes.samples import make_sample_video
+    from reelfarm.samples import make_sample_video
 
     head = path.with_suffix(".head.mp4")
     make_sample_video(head, seconds=3.0)
@@ -75,9 +75,9 @@ def retag(path: Path, round_no: int) -> str:
 
 
 def serve(args: argparse.Namespace) -> None:
-    from control_plane.config import Settings
     from control_plane.main import create_app, run_api_server
-    from control_plane.migrate import open_database
+    from reelfarm.migrate import open_database
+    from reelfarm.settings import Settings
 
     settings = Settings(environment="test", data_dir=Path(args.data_dir))
     _, sessions = open_database(settings)

@@ -39,12 +39,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from render_nodes.analysis import FrameAnalyser, SourceScan, open_video, scan_source  # noqa: E402
+from reelfarm.geometry import centre_crop, output_size  # noqa: E402
+from reelfarm.media import probe  # noqa: E402
+from reelfarm.samples import make_sample_video  # noqa: E402
 from render_nodes.faces import make_detector  # noqa: E402
-from render_nodes.geometry import centre_crop, output_size  # noqa: E402
-from render_nodes.media import probe  # noqa: E402
 from render_nodes.pipeline import RenderRequest, render_clip  # noqa: E402
-from render_nodes.samples import make_sample_video  # noqa: E402
+from render_nodes.scan import FrameAnalyser, SourceScan, open_video, scan_source  # noqa: E402
 
 PRESET = "veryfast"
 

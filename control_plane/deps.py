@@ -6,15 +6,15 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.requests import HTTPConnection
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
 from control_plane.accounts import service as accounts
-from control_plane.accounts.models import Account
 from control_plane.accounts.service import Principal
-from control_plane.config import Settings
 from control_plane.errors import ApiError
-from control_plane.storage import Storage
+from reelfarm.models.accounts import Account
+from reelfarm.settings import Settings
+from reelfarm.storage import Storage
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -13,18 +13,18 @@ from control_plane.batches.views import router as batches_router
 from control_plane.billing.views import router as billing_router
 from control_plane.blobs.views import router as blobs_router
 from control_plane.clips.views import router as clips_router
-from control_plane.config import Settings
-from control_plane.database import make_engine, make_session_factory
 from control_plane.deps import SCOPES_HEADER
 from control_plane.errors import install_error_handlers
-from control_plane.ingest import install as install_url_ingest
 from control_plane.jobs.live import router as live_router
 from control_plane.jobs.status_reads import JobStatusReads
 from control_plane.jobs.views import router as jobs_router
 from control_plane.jobs.views import status_router as job_status_router
 from control_plane.projects.views import router as dev_router
-from control_plane.storage import Storage, storage_from_url
+from control_plane.url_imports import install as install_url_ingest
 from control_plane.v1.views import router as v1_router
+from reelfarm.database import make_engine, make_session_factory
+from reelfarm.settings import Settings
+from reelfarm.storage import Storage, storage_from_url
 
 
 def make_storage(settings: Settings) -> Storage:

@@ -16,7 +16,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from control_plane.errors import ApiError
-from control_plane.storage import BlobTooLarge, BlobWriter
+from reelfarm.storage import BlobTooLarge, BlobWriter
 
 MAX_FIELD_BYTES = 64 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024

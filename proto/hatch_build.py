@@ -8,15 +8,15 @@ from pathlib import Path
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from codegen import PROTO_ROOT, generate  # noqa: E402
+from codegen import REPO_ROOT, generate  # noqa: E402
 
 
 class ProtoBuildHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict) -> None:
-        generated = generate(PROTO_ROOT)
+        generated = generate(REPO_ROOT)
         # Generated files are git-ignored; list them so the wheel still carries them.
         build_data.setdefault("artifacts", []).extend(
-            str((PROTO_ROOT / rel).relative_to(self.root)) for rel in generated
+            str((REPO_ROOT / rel).relative_to(self.root)) for rel in generated
         )

@@ -13,14 +13,14 @@ import socket
 
 import ray
 
-from control_plane.config import Settings
-from control_plane.storage import storage_from_url
+from reelfarm.settings import Settings
+from reelfarm.storage import storage_from_url
 from render_nodes.faces import make_detector
 from render_nodes.node import NodeCore, detect_capabilities
 from render_nodes.scheduler_link import SchedulerLink
 from render_nodes.servicer import serve_node
-from render_nodes.analysis_tasks import Transcribers
 from render_nodes.tasks import run_task
+from render_nodes.tasks.transcribe import Transcribers
 
 RENDER_SLOT = "render_slot"
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import grpc
 import psutil
-from reelfarm.v1 import common_pb2
 
-from render_nodes import media
+from reelfarm.v1 import common_pb2
+from render_nodes import ffmpeg
 from render_nodes.scheduler_link import SchedulerLink
-from render_nodes.tasks import TaskFailure, TaskOutcome
+from render_nodes.tasks.common import TaskFailure, TaskOutcome
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,10 @@ def detect_capabilities(max_concurrent_tasks: int, detector_backends: list[str],
     """What this node can really do, probed here (one-frame test encodes, not `-encoders`)."""
     return {
         "gpus": detect_gpus(),
-        "encoders": media.probe_encoders(),
+        "encoders": ffmpeg.probe_encoders(),
         "detector_backends": detector_backends,
         "max_concurrent_tasks": max_concurrent_tasks,
-        "hwaccels": ["cuda"] if media.hwaccel_works("cuda") else [],
+        "hwaccels": ["cuda"] if ffmpeg.hwaccel_works("cuda") else [],
         "transcribers": transcribers or [],
     }
 

@@ -1,7 +1,7 @@
 """Render one reframed, captioned clip from a source video: one decode, one encode.
 
 With a face detector, the clip's frames are decoded once, here (PyAV), and each
-decoded frame feeds both the analysis (render_nodes/analysis.py: shot cuts, faces
+decoded frame feeds both the analysis (render_nodes/scan.py: shot cuts, faces
 sampled ~5 times a second) and, once render_nodes/reframe.py has planned its crop, the
 encoder: an ffmpeg process that reads the cropped frames on a pipe, scales them, burns
 the captions in (libass), loudness-normalises the audio and encodes with +faststart.
@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from render_nodes.analysis import FrameAnalyser, SourceScan, open_video
+from reelfarm.geometry import centre_crop
+from reelfarm.media import MediaError, MediaInfo, normal_rotation, probe
 from render_nodes.captions import Word, ass_filter, build_caption_track
-from render_nodes.geometry import centre_crop
-from render_nodes.media import Cancelled, FfmpegPipe, MediaError, MediaInfo, normal_rotation, probe, run_ffmpeg
+from render_nodes.ffmpeg import Cancelled, FfmpegPipe, run_ffmpeg
 from render_nodes.reframe import (
     CameraState,
     CropPath,
@@ -46,6 +46,7 @@ from render_nodes.reframe import (
     poster_score,
     segment_scan,
 )
+from render_nodes.scan import FrameAnalyser, SourceScan, open_video
 
 if TYPE_CHECKING:
     from render_nodes.faces import FaceDetector

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from render_nodes.analysis import FaceSample, SourceScan
+from reelfarm.geometry import centre_crop
 from render_nodes.faces import FaceBox
-from render_nodes.geometry import centre_crop
+from render_nodes.scan import FaceSample, SourceScan
 
 
 @dataclass(frozen=True)

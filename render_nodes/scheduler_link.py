@@ -8,6 +8,7 @@ import threading
 
 import grpc
 from google.protobuf.json_format import ParseDict
+
 from reelfarm.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 RPC_TIMEOUT_SECONDS = 5.0

@@ -8,8 +8,8 @@ from concurrent import futures
 import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from reelfarm.v1 import common_pb2, render_node_pb2, render_node_pb2_grpc
 
+from reelfarm.v1 import common_pb2, render_node_pb2, render_node_pb2_grpc
 from render_nodes.node import NodeCore
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ be frame-accurate), as cheaply as possible and close to lossless: x264 ``ultrafa
 at CRF 12 and 16-bit PCM audio (AAC only in an .mp4, which cannot hold PCM). It keeps
 the source's resolution and frame rate. ffmpeg turns rotated phone footage upright as
 it decodes (its default ``-autorotate``) and writes no display matrix, so the
-intermediate is stored upright: :func:`render_nodes.media.probe` reports rotation 0
+intermediate is stored upright: :func:`reelfarm.media.probe` reports rotation 0
 and the same displayed size as the source's.
 
 Cost, measured with ffmpeg 5.1 / libx264 on 2 cores, keeping 8 s of a 10 s 1920x1080
@@ -39,8 +39,11 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from reelfarm.media import probe
 from render_nodes.captions import Word
-from render_nodes.media import probe, run_ffmpeg
+
+# Decode from a little before the first kept frame: frames whose timestamps round to
+from render_nodes.ffmpeg import run_ffmpeg
 
 # Decode from a little before the first kept frame: frames whose timestamps round to
 # just under a cut must not be lost to the seek itself.

@@ -26,37 +26,42 @@ from typing import Protocol
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from control_plane.clips.models import Artifact, Clip
-from control_plane.database import new_id, session_scope, utcnow
-from control_plane.jobs.models import Job
-from control_plane.videos.models import Video
-from scheduler import planner, selection
-from scheduler.models import Task
-from scheduler.states import JOB_MACHINE, TASK_MACHINE, JobStatus, TaskState, transition
+from analysis import selection
+from analysis.llm import LlmConfig
+from reelfarm.database import new_id, session_scope, utcnow
+from reelfarm.job_lifecycle import finish_job
+from reelfarm.models import Artifact, Clip, Job, Task, Video
+from reelfarm.options import ProcessOptions
+from reelfarm.states import (
+    ACTIVE_JOB_STATUSES,
+    ACTIVE_TASK_STATES,
+    ANALYSIS_KINDS,
+    JOB_MACHINE,
+    STAGE_OF_KIND,
+    TASK_MACHINE,
+    JobStage,
+    JobStatus,
+    TaskKind,
+    TaskState,
+    transition,
+)
+from scheduler import planner
 
 log = logging.getLogger(__name__)
 
-ACTIVE_TASK_STATES = (TaskState.leased, TaskState.running)
-ANALYSIS_KINDS = ("transcribe", "analyze")
-STAGE_BY_KIND = {"transcribe": "transcribing", "analyze": "analyzing", "render": "rendering"}
 # Share of a job's progress spent finding its moments (the rest is rendering).
 ANALYSIS_SHARE = 30.0
+# What a task failure says it was, in the job's error.
+TASK_DESCRIPTION = {TaskKind.render: "clip {index}", TaskKind.transcribe: "transcription of part {index}",
+                    TaskKind.analyze: "face analysis"}  # fmt: skip
 
 
-def needs_analysis(options: dict) -> bool:
-    """mode "ai" picks moments from the analysis; captions need a transcript either way."""
-    if options.get("mode", "ai") == "ai":
-        return True
-    return options.get("captionPreset", "none") != "none" and not options.get("transcript")
-
-
-def analysis_stage(tasks: list) -> str:
+def analysis_stage(tasks: list) -> JobStage:
     """The job stage while it is being analysed: transcribing, then analyzing, then selecting."""
-    if any(t.kind == "transcribe" and t.state != TaskState.completed for t in tasks):
-        return "transcribing"
-    if any(t.kind == "analyze" and t.state != TaskState.completed for t in tasks):
-        return "analyzing"
-    return "selecting"
+    for kind in (TaskKind.transcribe, TaskKind.analyze):
+        if any(t.kind == kind and t.state != TaskState.completed for t in tasks):
+            return STAGE_OF_KIND[kind]
+    return JobStage.selecting
 
 
 class NodeClient(Protocol):
@@ -78,7 +83,7 @@ class SchedulerConfig:
     poll_interval_seconds: float = 0.2
     transcriber: str = "auto"
     transcribe_chunk_seconds: float = 120.0
-    llm: selection.LlmConfig | None = None
+    llm: LlmConfig | None = None
 
     @property
     def heartbeat_interval_seconds(self) -> float:
@@ -172,7 +177,7 @@ class SchedulerCore:
                     self.leases[task.id] = Lease(task.id, task.lease_id or "", task.node_id or "", now)
             # Selection is not persisted until its render tasks are: do it again.
             self._to_select.update(s.scalars(select(Job.id).where(Job.status == JobStatus.processing,
-                                                                  Job.stage == "selecting")))  # fmt: skip
+                                                                  Job.stage == JobStage.selecting)))  # fmt: skip
         return len(tasks)
 
     def notify(self) -> None:
@@ -208,29 +213,24 @@ class SchedulerCore:
             videos = {v.id: v for v in s.scalars(select(Video).where(Video.id.in_({j.video_id for j in jobs})))}
             rows = []
             for job in jobs:
-                video = videos[job.video_id]
-                if needs_analysis(job.options):
-                    rows += self._analysis_rows(job, video)
-                    job.planned = True
-                    continue
-                clips, selection_method = planner.plan_clips(video.duration_seconds, job.options)
-                for clip in clips:
-                    rows.append(self._render_row(job, video, clip))
+                video, options = videos[job.video_id], ProcessOptions.from_job(job.options)
                 job.planned = True
-                job.render_settings = {**(job.render_settings or {}), "selection": selection_method}
+                if options.needs_transcript:
+                    rows += self._analysis_rows(job, video, options)
+                    continue
+                rows.append(self._render_row(job, video, options, planner.full_clip(video.duration_seconds, options)))
+                job.render_settings = {**(job.render_settings or {}), "selection": "full"}
             if rows:  # one executemany: ORM unit-of-work inserts cost ~0.3 ms a row
                 s.execute(insert(Task), rows)
             return len(jobs)
 
-    def _render_row(self, job: Job, video: Video, clip: planner.PlannedClip, *, keep=None, plan=None,
-                    words=None) -> dict:  # fmt: skip
-        spec = planner.render_spec(job=job, video=video, clip=clip, keep=keep)
-        if words is not None:
-            spec["words"] = words
+    def _render_row(self, job: Job, video: Video, options: ProcessOptions, clip: planner.PlannedClip, *, keep=None,
+                    plan=None, words=None) -> dict:  # fmt: skip
+        spec = planner.render_spec(job=job, video=video, options=options, clip=clip, words=words, keep=keep)
         return {
             "id": new_id("task_"),
             "job_id": job.id,
-            "kind": "render",
+            "kind": TaskKind.render,
             "task_index": clip.index,
             "spec": spec,
             "plan": plan,
@@ -238,14 +238,14 @@ class SchedulerCore:
             "max_attempts": self.config.max_attempts,
         }
 
-    def _analysis_rows(self, job: Job, video: Video) -> list[dict]:
+    def _analysis_rows(self, job: Job, video: Video, options: ProcessOptions) -> list[dict]:
         with self._lock:
             slots = sum(n.max_concurrent for n in self.nodes.values() if not n.draining)
-        chunks = planner.analysis_chunks(video.duration_seconds, job.options, self.config.transcribe_chunk_seconds,
+        chunks = planner.analysis_chunks(video.duration_seconds, options, self.config.transcribe_chunk_seconds,
                                          parallelism=slots)  # fmt: skip
-        kinds = [("transcribe", i, a, b) for i, (a, b) in enumerate(chunks, start=1)]
-        if job.options.get("mode", "ai") == "ai":  # face presence is a selection signal
-            kinds.append(("analyze", 1, chunks[0][0], chunks[-1][1]))
+        kinds = [(TaskKind.transcribe, i, a, b) for i, (a, b) in enumerate(chunks, start=1)]
+        if options.mode == "ai":  # face presence is a selection signal
+            kinds.append((TaskKind.analyze, 1, chunks[0][0], chunks[-1][1]))
         return [
             {
                 "id": new_id("task_"),
@@ -279,14 +279,14 @@ class SchedulerCore:
                     return
                 video = s.get(Video, job.video_id)
                 tasks = s.scalars(select(Task).where(Task.job_id == job_id)).all()
-                if any(t.kind == "render" for t in tasks):
+                if any(t.kind == TaskKind.render for t in tasks):
                     return  # already selected (a restart raced the first attempt)
-                options, duration = dict(job.options), video.duration_seconds
-                transcribed = [t.result or {} for t in tasks if t.kind == "transcribe"]
-                analyzed = [t.result or {} for t in tasks if t.kind == "analyze"]
+                options, duration = ProcessOptions.from_job(job.options), video.duration_seconds
+                transcribed = [t.result or {} for t in tasks if t.kind == TaskKind.transcribe]
+                analyzed = [t.result or {} for t in tasks if t.kind == TaskKind.analyze]
             analysis = selection.merge_analysis(duration, transcribed, analyzed)
-            if options.get("transcript"):
-                analysis.words = selection.supplied_words(options)
+            if options.transcript:
+                analysis.words = options.supplied_words()
             chosen = selection.choose_clips(analysis, options, self.config.llm)
         except Exception as exc:  # a bug must fail the job visibly, not leave it selecting forever
             log.exception("moment selection for job %s failed", job_id)
@@ -295,7 +295,7 @@ class SchedulerCore:
         finally:
             with self._lock:
                 self._selecting.discard(job_id)
-        method = "full" if options.get("mode") == "none" else "moments" if analysis.words else "uniform"
+        method = "full" if options.mode == "none" else "moments" if analysis.words else "uniform"
         self.plan_renders(job_id, chosen, selection_method=method)
 
     def plan_renders(self, job_id: str, chosen: list[selection.ChosenClip], *, selection_method: str) -> int:
@@ -304,18 +304,19 @@ class SchedulerCore:
             job = s.get(Job, job_id)
             if job is None or job.status not in (JobStatus.queued, JobStatus.processing):
                 return 0
-            if s.scalar(select(Task.id).where(Task.job_id == job_id, Task.kind == "render").limit(1)):
+            if s.scalar(select(Task.id).where(Task.job_id == job_id, Task.kind == TaskKind.render).limit(1)):
                 return 0
-            video = s.get(Video, job.video_id)
+            video, options = s.get(Video, job.video_id), ProcessOptions.from_job(job.options)
             rows = [
-                self._render_row(job, video, planner.PlannedClip(c.index, c.start, c.end), keep=c.keep, words=c.words,
+                self._render_row(job, video, options, planner.PlannedClip(c.index, c.start, c.end), keep=c.keep,
+                                 words=c.words,
                                  plan={"score": c.score, "transcript": c.transcript, "metadata": c.metadata})
                 for c in chosen
             ]  # fmt: skip
             s.execute(insert(Task), rows)
             job.planned = True
             if job.status == JobStatus.processing:
-                job.stage = "rendering"
+                job.stage = JobStage.rendering
             job.render_settings = {**(job.render_settings or {}), "selection": selection_method}
             log.info("job %s: %d clip(s) to render (%s)", job_id, len(rows), selection_method)
         self.notify()
@@ -325,12 +326,9 @@ class SchedulerCore:
         cancels: list[tuple[str, str]] = []
         with self._db_lock, session_scope(self.sessions) as s:
             job = s.get(Job, job_id)
-            if job is not None and transition(JOB_MACHINE, job, JobStatus.failed):
-                job.error, job.completed_at = reason, utcnow()
-                for task in s.scalars(select(Task).where(Task.job_id == job_id)):
-                    if task.state in ACTIVE_TASK_STATES and task.node_id:
-                        cancels.append((task.node_id, task.id))
-                    transition(TASK_MACHINE, task, TaskState.cancelled, "state")
+            finished = finish_job(s, job, JobStatus.failed, error=reason) if job is not None else None
+            if finished:
+                cancels = finished.node_cancels
         self._send_cancels(cancels)
 
     def cancel_requested(self) -> int:
@@ -338,16 +336,12 @@ class SchedulerCore:
         cancels: list[tuple[str, str]] = []
         with self._db_lock, session_scope(self.sessions) as s:
             jobs = s.scalars(
-                select(Job).where(Job.cancel_requested_at.is_not(None),
-                                  Job.status.in_([JobStatus.queued, JobStatus.downloading, JobStatus.processing]))
-            ).all()  # fmt: skip
+                select(Job).where(Job.cancel_requested_at.is_not(None), Job.status.in_(ACTIVE_JOB_STATUSES))
+            ).all()
             for job in jobs:
-                if transition(JOB_MACHINE, job, JobStatus.cancelled):
-                    job.completed_at = utcnow()
-                for task in s.scalars(select(Task).where(Task.job_id == job.id)):
-                    if task.state in ACTIVE_TASK_STATES and task.node_id:
-                        cancels.append((task.node_id, task.id))
-                    transition(TASK_MACHINE, task, TaskState.cancelled, "state")
+                finished = finish_job(s, job, JobStatus.cancelled)
+                if finished:
+                    cancels += finished.node_cancels
         self._send_cancels(cancels)
         return len(jobs)
 
@@ -381,7 +375,7 @@ class SchedulerCore:
                 transition(TASK_MACHINE, task, TaskState.leased, "state")
                 job = jobs[task.job_id]
                 if transition(JOB_MACHINE, job, JobStatus.processing):
-                    job.stage = STAGE_BY_KIND.get(task.kind, "rendering")
+                    job.stage = STAGE_OF_KIND[TaskKind(task.kind)]
                 batches[node_id].append(self._task_message(task))
                 with self._lock:
                     self.leases[task.id] = Lease(task.id, task.lease_id, node_id, now)
@@ -406,7 +400,7 @@ class SchedulerCore:
             "lease_id": task.lease_id,
             "attempt": task.attempts,
             "kind": task.kind,
-            ("render" if task.kind == "render" else "analysis"): task.spec,
+            ("render" if task.kind == TaskKind.render else "analysis"): task.spec,
             "required_encoders": list(task.required_encoders or []),
         }
 
@@ -594,7 +588,7 @@ class SchedulerCore:
             return False
         task.result = item.result
         task.progress_percent, task.stage, task.message = 100.0, "done", None
-        if task.kind != "render":
+        if task.kind != TaskKind.render:
             return True
         spec, result, plan = task.spec, item.result, task.plan or {}
         clips.append(
@@ -675,18 +669,9 @@ class SchedulerCore:
         """Fail a task and its job; returns (node_id, task_id) of sibling tasks to cancel."""
         transition(TASK_MACHINE, task, TaskState.failed, "state")
         task.error = reason
-        job = s.get(Job, task.job_id)
-        if transition(JOB_MACHINE, job, JobStatus.failed):
-            what = {"render": f"clip {task.task_index}", "transcribe": f"transcription of part {task.task_index}",
-                    "analyze": "face analysis"}.get(task.kind, task.kind)  # fmt: skip
-            job.error = f"{what}: {reason}"
-            job.completed_at = utcnow()
-        cancels = []
-        for sibling in s.scalars(select(Task).where(Task.job_id == job.id, Task.id != task.id)):
-            if sibling.state in ACTIVE_TASK_STATES and sibling.node_id:
-                cancels.append((sibling.node_id, sibling.id))
-            transition(TASK_MACHINE, sibling, TaskState.cancelled, "state")
-        return cancels
+        what = TASK_DESCRIPTION[TaskKind(task.kind)].format(index=task.task_index)
+        finished = finish_job(s, s.get(Job, task.job_id), JobStatus.failed, error=f"{what}: {reason}")
+        return finished.node_cancels if finished else []
 
     def _send_cancels(self, cancels: list[tuple[str, str]]) -> None:
         for node_id, task_id in cancels:
@@ -712,7 +697,7 @@ class SchedulerCore:
             tasks = tasks_by_job.get(job.id)
             if not tasks:
                 continue
-            renders = [t for t in tasks if t.kind == "render"]
+            renders = [t for t in tasks if t.kind == TaskKind.render]
             analysis = [t for t in tasks if t.kind in ANALYSIS_KINDS]
 
             def done(group: list[Task]) -> float:
@@ -725,15 +710,14 @@ class SchedulerCore:
             if not renders:
                 if job.status == JobStatus.processing:
                     stage = analysis_stage(analysis)
-                    if stage == "selecting" and job.stage != "selecting":
+                    if stage == JobStage.selecting and job.stage != JobStage.selecting:
                         with self._lock:
                             self._to_select.add(job.id)
                         self._wakeup.set()
                     job.stage = stage
                 continue
             if all(t.state == TaskState.completed for t in tasks):
-                if transition(JOB_MACHINE, job, JobStatus.completed):
-                    job.stage, job.progress_percent, job.completed_at = None, 100.0, utcnow()
+                finish_job(s, job, JobStatus.completed)
 
     def flush_progress(self) -> int:
         """Write the latest progress of every task that moved (throttled: one write per flush)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import grpc
+
 from reelfarm.v1 import common_pb2, render_node_pb2, render_node_pb2_grpc
 
 RPC_TIMEOUT_SECONDS = 5.0

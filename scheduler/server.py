@@ -8,12 +8,12 @@ from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from reelfarm.v1 import scheduler_pb2_grpc
 
-from control_plane.config import Settings
-from control_plane.database import make_engine, make_session_factory
+from analysis.llm import LlmConfig
+from reelfarm.database import make_engine, make_session_factory
+from reelfarm.settings import Settings
+from reelfarm.v1 import scheduler_pb2_grpc
 from scheduler.core import SchedulerConfig, SchedulerCore
-from scheduler.selection import LlmConfig
 from scheduler.node_client import GrpcNodeClient
 from scheduler.servicer import SchedulerServicer
 

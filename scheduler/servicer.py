@@ -6,8 +6,8 @@ import json
 
 import grpc
 from google.protobuf.json_format import MessageToDict
-from reelfarm.v1 import scheduler_pb2, scheduler_pb2_grpc
 
+from reelfarm.v1 import scheduler_pb2, scheduler_pb2_grpc
 from scheduler.core import ProgressUpdate, SchedulerCore
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from control_plane.database import make_engine, make_session_factory
 from control_plane.main import create_app
-from control_plane.migrate import upgrade
+from reelfarm.database import make_engine, make_session_factory
+from reelfarm.migrate import upgrade
 
 
 @pytest.fixture

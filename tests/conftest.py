@@ -5,7 +5,7 @@ interface otherwise.
 
 Every test that takes `settings` (so every embedded stack) runs twice: on SQLite
 (`[sqlite]`) and on PostgreSQL (`[postgres]`), a fresh database per test on one server
-this session starts (control_plane/local_postgres.py). Without pg_ctl/initdb the
+this session starts (tests/harness/local_postgres.py). Without pg_ctl/initdb the
 PostgreSQL variants skip; `-k "not postgres"` leaves them out.
 """
 
@@ -22,9 +22,9 @@ import pytest  # noqa: E402
 # API-only app fixtures (api_app, api, signed_up): tests/api_fixtures.py.
 pytest_plugins = ["api_fixtures"]
 
-from control_plane import local_postgres  # noqa: E402
-from control_plane.config import Settings  # noqa: E402
-from render_nodes.samples import make_sample_video as make_video  # noqa: E402, F401
+from harness import local_postgres  # noqa: E402
+from reelfarm.samples import make_sample_video as make_video  # noqa: E402, F401
+from reelfarm.settings import Settings  # noqa: E402
 
 
 def ffprobe_json(path: Path) -> dict:
@@ -104,7 +104,7 @@ def sample_video(tmp_path) -> Path:
 @pytest.fixture
 def start_stack(ray_session):
     """Start an embedded stack (API + scheduler + N node actors) on the session's Ray."""
-    from control_plane.embedded import EmbeddedStack
+    from reelfarm.embedded import EmbeddedStack
 
     stacks = []
 
@@ -122,7 +122,7 @@ def start_stack(ray_session):
 
 def new_api_key(session_factory, account: str = "tester") -> str:
     from control_plane.accounts import service as accounts
-    from control_plane.database import session_scope
+    from reelfarm.database import session_scope
 
     with session_scope(session_factory) as session:
         owner = accounts.get_or_create_account(session=session, name=account)
@@ -136,7 +136,7 @@ def stack(start_stack, settings):
 
 @pytest.fixture
 def client(stack):
-    from control_plane.client import ReelFarmClient
+    from reelfarm.client import ReelFarmClient
 
     c = ReelFarmClient(stack.base_url, new_api_key(stack.session_factory))
     yield c

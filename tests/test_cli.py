@@ -12,10 +12,10 @@ from pathlib import Path
 from conftest import ffprobe_json
 from sqlalchemy import select
 
-from control_plane.accounts.models import Account, ApiKey
 from control_plane.accounts.service import hash_key
-from control_plane.config import Settings
-from control_plane.database import make_engine, make_session_factory
+from reelfarm.database import make_engine, make_session_factory
+from reelfarm.models.accounts import Account, ApiKey
+from reelfarm.settings import Settings
 
 REELFARM = str(Path(sys.executable).with_name("reelfarm"))
 

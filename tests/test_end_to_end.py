@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from conftest import ffprobe_json, make_video
 
-from control_plane.client import ReelFarmClient
+from reelfarm.client import ReelFarmClient
 
 
 def _video_stream(info: dict) -> dict:

@@ -8,8 +8,8 @@ import ray
 from conftest import make_video, new_api_key
 from sqlalchemy import select
 
-from control_plane.client import ReelFarmClient
-from scheduler.models import Task
+from reelfarm.client import ReelFarmClient
+from reelfarm.models.tasks import Task
 from scheduler.server import SchedulerServer
 
 

@@ -19,12 +19,12 @@ import uvicorn
 from PIL import Image
 from sqlalchemy import func, select
 
-from control_plane.batches.models import Batch, BatchItem, PlatformAsset
-from control_plane.blobs.models import Asset, Blob
-from control_plane.local_s3 import LocalS3, LocalS3Error
 from control_plane.main import create_app
-from control_plane.migrate import open_database
-from render_nodes.samples import make_sample_video
+from harness.local_s3 import LocalS3, LocalS3Error
+from reelfarm.migrate import open_database
+from reelfarm.models.batches import Batch, BatchItem, PlatformAsset
+from reelfarm.models.blobs import Asset, Blob
+from reelfarm.samples import make_sample_video
 
 BUCKET = "reelfarm-test"
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from control_plane.client import ReelFarmClient
-from render_nodes.samples import make_spoken_video
+from harness.media import make_spoken_video
+from reelfarm.client import ReelFarmClient
 
 HOST, GUEST = 0, 1
 COFFEE = 2  # the turn index of the guest's passage about coffee

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from control_plane.accounts.models import Account, ApiKey, Membership, User, UserSession
 from control_plane.billing.plans import plan_of
-from control_plane.database import utcnow
 from control_plane.errors import ApiError
+from reelfarm.database import utcnow
+from reelfarm.models.accounts import Account, ApiKey, Membership, User, UserSession
 
 KEY_PREFIX = "rf_live_"
 ROLES = ("owner", "admin", "member")

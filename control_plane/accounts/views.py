@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from control_plane.accounts import service
-from control_plane.accounts.models import ApiKey
 from control_plane.deps import SESSION_COOKIE, CurrentPrincipal, SessionDep, SettingsDep
+from reelfarm.models.accounts import ApiKey
 
 router = APIRouter(prefix="/api", tags=["accounts"])
 

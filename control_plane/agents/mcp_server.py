@@ -50,14 +50,14 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from control_plane.accounts import service as accounts
-from control_plane.accounts.models import Account
 from control_plane.accounts.service import Principal
 from control_plane.batches import service as batches
-from control_plane.batches.models import BatchItem
 from control_plane.blobs import service as blobs
-from control_plane.config import Settings
 from control_plane.deps import api_key_from
-from control_plane.storage import Storage
+from reelfarm.models.accounts import Account
+from reelfarm.models.batches import BatchItem
+from reelfarm.settings import Settings
+from reelfarm.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ def _exit(message: str) -> NoReturn:
 
 def _existing_database(settings: Settings) -> sessionmaker[Session]:
     """The settings' database as it is: a reader does not create or migrate it."""
-    from control_plane.database import make_engine, make_session_factory
+    from reelfarm.database import make_engine, make_session_factory
 
     url = settings.resolved_database_url
     if url.startswith("sqlite"):

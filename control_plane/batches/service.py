@@ -11,21 +11,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from control_plane.accounts.models import Account
 from control_plane.accounts.service import owned
-from control_plane.batches.models import Batch, BatchItem, ItemTag, PlatformAsset
 from control_plane.blobs import service as blobs
-from control_plane.database import utcnow
 from control_plane.errors import ApiError
-from control_plane.storage import Storage
-from scheduler.states import InvalidTransition, StateMachine, decide
+from reelfarm.database import utcnow
+from reelfarm.models.accounts import Account
+from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformAsset
+from reelfarm.states import InvalidTransition, StateMachine, decide
+from reelfarm.storage import Storage
 
 BLOB_FIELDS = ("video_sha256", "image_sha256", "audio_sha256")
 VISIBLE_TO_AGENTS = ("approved", "distributed")
 # Pages past this are refused (4xx) rather than handed to the database (SQLite integers are 64-bit).
 MAX_OFFSET = 1_000_000
 
-# The same rules as jobs and tasks (scheduler/states.py): idempotent, terminal is final.
+# The same rules as jobs and tasks (reelfarm/states.py): idempotent, terminal is final.
 BATCH_MACHINE = StateMachine(
     name="batch",
     edges={

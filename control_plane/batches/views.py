@@ -9,13 +9,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from control_plane.accounts.models import Account
 from control_plane.accounts.service import owned, require_scope
 from control_plane.batches import service
-from control_plane.batches.models import BatchItem
 from control_plane.blobs import service as blobs
 from control_plane.blobs.views import base_url
-from control_plane.config import Settings
 from control_plane.deps import (
     AssetsReadAccount,
     AssetsWriteAccount,
@@ -25,7 +22,10 @@ from control_plane.deps import (
     StorageDep,
 )
 from control_plane.errors import ApiError
-from control_plane.storage import Storage
+from reelfarm.models.accounts import Account
+from reelfarm.models.batches import BatchItem
+from reelfarm.settings import Settings
+from reelfarm.storage import Storage
 
 router = APIRouter(prefix="/api/v1", tags=["v1 ingest"])
 

@@ -32,12 +32,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from control_plane import signing
-from control_plane.accounts.models import Account
-from control_plane.blobs.models import Asset, Blob
-from control_plane.config import Settings
 from control_plane.errors import ApiError
-from control_plane.storage import SINGLE_PUT_MAX_BYTES, Storage
+from reelfarm import signing
+from reelfarm.models.accounts import Account
+from reelfarm.models.blobs import Asset, Blob
+from reelfarm.settings import Settings
+from reelfarm.storage import SINGLE_PUT_MAX_BYTES, Storage
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from control_plane.deps import (
     StorageDep,
 )
 from control_plane.errors import ApiError
-from control_plane.storage import BlobTooLarge
 from control_plane.uploads import BackgroundWrites
+from reelfarm.storage import BlobTooLarge
 
 router = APIRouter(prefix="/api/v1", tags=["v1 ingest"])
 

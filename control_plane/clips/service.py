@@ -7,11 +7,11 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from control_plane.clips.models import Artifact, Clip
 from control_plane.errors import ApiError
-from control_plane.jobs.models import Job
-from control_plane.videos.models import Video
-from scheduler.states import JobStatus
+from reelfarm.models.clips import Artifact, Clip
+from reelfarm.models.jobs import Job
+from reelfarm.models.videos import Video
+from reelfarm.states import JobStatus
 
 ARTIFACT_NAME = re.compile(r"^clip_\d{2}\.(mp4|jpg|ass)$")
 MANIFEST_NAME = "manifest.json"

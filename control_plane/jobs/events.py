@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from control_plane.jobs.models import Job
 from control_plane.jobs.service import millis
-from scheduler.states import JOB_MACHINE
+from reelfarm.models.jobs import Job
+from reelfarm.states import JOB_MACHINE
 
 POLL_SECONDS = 0.5
 # SSE comment lines this often keep proxies from closing an idle stream.

@@ -7,18 +7,18 @@ from collections.abc import Callable
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from control_plane.accounts.models import Account
 from control_plane.accounts.service import owned
-from control_plane.clips.models import Artifact
-from control_plane.config import Settings
-from control_plane.database import utcnow
 from control_plane.errors import ApiError
-from control_plane.jobs.models import Job
-from control_plane.jobs.schemas import ProcessOptions
-from control_plane.storage import BlobWriter
-from control_plane.videos.models import Video
-from render_nodes.media import MediaError, probe
-from scheduler.models import Task
+from reelfarm.database import utcnow
+from reelfarm.media import MediaError, probe
+from reelfarm.models.accounts import Account
+from reelfarm.models.clips import Artifact
+from reelfarm.models.jobs import Job
+from reelfarm.models.tasks import Task
+from reelfarm.models.videos import Video
+from reelfarm.options import ProcessOptions
+from reelfarm.settings import Settings
+from reelfarm.storage import BlobWriter
 
 JobListener = Callable[[str], None]
 
@@ -175,12 +175,12 @@ def create_url_job(
     *, session: Session, account: Account, source_url: str, original_name: str, options: ProcessOptions,
     settings: Settings, api: str = "reels", webhook_url: str | None = None,
 ) -> Job:
-    """A job whose video is still to be downloaded (control_plane/ingest/downloads.py).
+    """A job whose video is still to be downloaded (control_plane/url_imports/downloads.py).
 
     It starts in `downloading` with no video, so the scheduler leaves it alone until the
     downloader attaches the video and moves it to `queued`.
     """
-    from scheduler.states import JOB_MACHINE, JobStatus, transition
+    from reelfarm.states import JOB_MACHINE, JobStatus, transition
 
     job = Job(
         account_id=account.id,

@@ -19,9 +19,10 @@ from control_plane.deps import (
 )
 from control_plane.errors import ApiError
 from control_plane.jobs import service
-from control_plane.jobs.schemas import ProcessOptions, parse_options
+from control_plane.jobs.schemas import parse_options
 from control_plane.routing import PlainRoute
 from control_plane.uploads import receive_multipart
+from reelfarm.options import ProcessOptions
 
 router = APIRouter(prefix="/api", tags=["reels"])
 # The endpoint clients poll; main.py includes this router first (control_plane/routing.py says why).

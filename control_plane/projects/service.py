@@ -11,14 +11,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from control_plane.accounts.models import Account
 from control_plane.accounts.service import owned
-from control_plane.clips.models import Artifact, Clip
 from control_plane.errors import ApiError
-from control_plane.jobs.models import Job
-from control_plane.projects.models import Project
-from control_plane.videos.models import Video
-from scheduler.models import Task
+from reelfarm.models.accounts import Account
+from reelfarm.models.clips import Artifact, Clip
+from reelfarm.models.jobs import Job
+from reelfarm.models.projects import Project
+from reelfarm.models.tasks import Task
+from reelfarm.models.videos import Video
 
 PREVIEW_TTL_SECONDS = 3600
 

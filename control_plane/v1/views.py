@@ -18,10 +18,10 @@ from control_plane.deps import JobsReadAccount, JobsWriteAccount, SessionDep, Se
 from control_plane.errors import ApiError
 from control_plane.jobs import service
 from control_plane.jobs.events import job_updates
-from control_plane.jobs.models import Job
 from control_plane.jobs.schemas import parse_options
 from control_plane.uploads import receive_multipart
-from control_plane.videos.models import Video
+from reelfarm.models.jobs import Job
+from reelfarm.models.videos import Video
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 

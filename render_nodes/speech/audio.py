@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from render_nodes import media
-from render_nodes.media import MediaError
+from reelfarm import media
+from reelfarm.media import MediaError
+from render_nodes.ffmpeg import FfmpegFailed, failure_reason
 
 BYTES_PER_SAMPLE = 2
 _DB_FLOOR = -90.0
@@ -89,7 +90,7 @@ def decode_pcm16(source: str | Path, start: float = 0.0, end: float | None = Non
         if os.path.exists(source) and not has_audio_stream(source):
             return b""
         lines = proc.stderr.decode("utf-8", "replace").splitlines()
-        raise media.FfmpegFailed(media._failure_reason(lines, proc.returncode), proc.returncode)
+        raise FfmpegFailed(failure_reason(lines, proc.returncode), proc.returncode)
     pcm = proc.stdout
     return pcm[: len(pcm) - len(pcm) % BYTES_PER_SAMPLE]
 

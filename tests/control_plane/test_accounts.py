@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from control_plane.accounts.models import ApiKey, User
 from control_plane.accounts.service import KEY_PREFIX, SCOPES, hash_key
+from reelfarm.models.accounts import ApiKey, User
 
 
 def _key(client, **body) -> dict:

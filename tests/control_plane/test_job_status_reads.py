@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from control_plane.accounts.service import SCOPES
-from control_plane.clips.models import Artifact
-from control_plane.jobs.models import Job
-from control_plane.videos.models import Video
-from scheduler.models import Task
+from reelfarm.models.clips import Artifact
+from reelfarm.models.jobs import Job
+from reelfarm.models.tasks import Task
+from reelfarm.models.videos import Video
 
 
 def _seed_job(api_app, account_id: str) -> str:

@@ -31,20 +31,20 @@ from mcp.shared.exceptions import MCPError
 from sqlalchemy import select
 
 from control_plane.accounts import service as accounts
-from control_plane.accounts.models import ApiKey
 from control_plane.agents.mcp_server import MISSING_KEY, NOT_FOUND
-from control_plane.batches.models import Batch, BatchItem, ItemTag, PlatformAsset
 from control_plane.blobs import service as blobs
-from control_plane.blobs.models import Asset, Blob
-from control_plane.config import Settings
-from control_plane.database import (
+from control_plane.main import create_app, make_storage
+from reelfarm.database import (
     make_engine,
     make_session_factory,
     session_scope,
     utcnow,
 )
-from control_plane.main import create_app, make_storage
-from control_plane.migrate import upgrade
+from reelfarm.migrate import upgrade
+from reelfarm.models.accounts import ApiKey
+from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformAsset
+from reelfarm.models.blobs import Asset, Blob
+from reelfarm.settings import Settings
 
 PUBLIC_URL = "http://agents.example.test:8123"
 CALL_TIMEOUT = 60
@@ -449,7 +449,7 @@ def _stdio_env(world: World, key: str | None, **extra: str) -> dict[str, str]:
 
 
 def _stdio_params(world: World, key: str | None, tmp_path: Path) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=["-m", "control_plane.cli", "mcp"],
+    return StdioServerParameters(command=sys.executable, args=["-m", "reelfarm.cli", "mcp"],
                                  env=_stdio_env(world, key), cwd=str(tmp_path))  # fmt: skip
 
 

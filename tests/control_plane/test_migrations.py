@@ -6,8 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from control_plane.database import Base, import_all_models, make_engine
-from control_plane.migrate import upgrade
+import reelfarm.models  # noqa: F401  (registers every table)
+from reelfarm.database import Base, make_engine
+from reelfarm.migrate import upgrade
 
 
 @pytest.fixture
@@ -18,7 +19,6 @@ def engine(database_url, tmp_path):
 
 
 def test_models_and_migrations_agree(engine):
-    import_all_models()
     upgrade(engine)
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_server_default": True}),
@@ -38,6 +38,6 @@ def test_upgrade_is_repeatable(engine):
 def _head() -> str:
     from alembic.script import ScriptDirectory
 
-    from control_plane.migrate import alembic_config
+    from reelfarm.migrate import alembic_config
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from control_plane.accounts import service as accounts
-from control_plane.database import session_scope
+from reelfarm.database import session_scope
 
 EXAMPLES = int(os.environ.get("REELFARM_FUZZ_EXAMPLES", "25"))
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from control_plane import storage as storage_module
-from control_plane.local_s3 import LocalS3, LocalS3Error
-from control_plane.storage import (
+from harness.local_s3 import LocalS3, LocalS3Error
+from reelfarm import storage as storage_module
+from reelfarm.storage import (
     BlobTooLarge,
     LocalStorage,
     S3Storage,
@@ -38,7 +38,7 @@ SeaweedS3 = LocalS3
 
 @pytest.fixture(scope="module")
 def seaweed() -> Iterator[LocalS3]:
-    """A SeaweedFS S3 server (control_plane/local_s3.py); S3Storage takes credentials from
+    """A SeaweedFS S3 server (tests/harness/local_s3.py); S3Storage takes credentials from
     the normal boto3 chain, as in production."""
     try:
         server = LocalS3(buckets=(BUCKET,)).start()

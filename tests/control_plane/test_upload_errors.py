@@ -8,7 +8,7 @@ import pytest
 from conftest import make_video
 from sqlalchemy import func, select
 
-from control_plane.jobs.models import Job
+from reelfarm.models.jobs import Job
 
 
 def _jobs(stack) -> int:
@@ -90,7 +90,7 @@ def test_not_multipart(client):
 def test_too_large_is_413(start_stack, settings, tmp_path):
     from conftest import new_api_key
 
-    from control_plane.client import ReelFarmClient
+    from reelfarm.client import ReelFarmClient
 
     stack = start_stack(settings.model_copy(update={"max_upload_bytes": 10_000}))
     client = ReelFarmClient(stack.base_url, new_api_key(stack.session_factory))

@@ -22,14 +22,14 @@ from conftest import make_video
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from control_plane.database import make_engine, make_session_factory
-from control_plane.ingest import downloads
-from control_plane.ingest.fetch import AddressPolicy, FetchRefused, parse_networks
-from control_plane.jobs.models import Job
-from control_plane.jobs.schemas import ProcessOptions
 from control_plane.main import create_app
-from control_plane.migrate import upgrade
-from control_plane.videos.models import Video
+from control_plane.url_imports import downloads
+from control_plane.url_imports.address_guard import AddressPolicy, FetchRefused, parse_networks
+from reelfarm.database import make_engine, make_session_factory
+from reelfarm.migrate import upgrade
+from reelfarm.models.jobs import Job
+from reelfarm.models.videos import Video
+from reelfarm.options import ProcessOptions
 
 LIMIT = 2 << 20  # max_upload_bytes in these tests
 TIMEOUT = 30.0
@@ -343,7 +343,7 @@ def test_download_left_by_a_restart_is_resumed(make_app, media):
     client = sign_up(first, "a@example.com")
     account_id = client.get("/api/auth/me").json()["accountId"]
     with first.state.session_factory() as session:
-        from control_plane.accounts.models import Account
+        from reelfarm.models.accounts import Account
 
         job = downloads.submit_url(session=session, account=session.get(Account, account_id),
                                    url=media.url("/talk.mp4"), options=ProcessOptions(),
@@ -487,7 +487,7 @@ def test_any_refused_address_refuses_the_name(monkeypatch):
 
 
 def test_allow_list_setting_is_validated():
-    from control_plane.config import Settings
+    from reelfarm.settings import Settings
 
     assert Settings(fetch_allow_networks="10.1.2.3/8, ::1").fetch_allow_networks == ["10.0.0.0/8", "::1/128"]
     with pytest.raises(ValueError, match="not an IP network"):

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from render_nodes import media
+from reelfarm import media
 
 CHILD = """
 import subprocess, sys
-from render_nodes import media
+from reelfarm import media
 child = subprocess.Popen(media.dies_with_parent(["sleep", "60"]))
 print(child.pid, flush=True)
 child.wait()

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from render_nodes.analysis import SourceScan, scan_source
+from harness.media import FaceShot, make_face_video
+from reelfarm.geometry import STANDARD_SIZES, output_size
 from render_nodes.faces import FaceBox, make_detector
-from render_nodes.geometry import STANDARD_SIZES, output_size
 from render_nodes.pipeline import RenderRequest, render_clip
 from render_nodes.reframe import (
     CropPath,
@@ -28,7 +28,7 @@ from render_nodes.reframe import (
     face_coverage,
     plan_crop_path,
 )
-from render_nodes.samples import FaceShot, make_face_video
+from render_nodes.scan import SourceScan, scan_source
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 CUTS = (2.0, 5.0, 6.52)  # 6.5 s is between frames: the shot starts on frame 163
@@ -165,8 +165,8 @@ def test_no_faces_anywhere_is_a_centred_crop():
 
 
 def test_tracker_keeps_one_identity_for_a_moving_face():
-    from render_nodes.analysis import FaceSample
     from render_nodes.reframe import track_faces
+    from render_nodes.scan import FaceSample
 
     samples = [FaceSample(i / 5, (FaceBox(0.1 + 0.02 * i, 0.3, 0.1, 0.2, 0.9),)) for i in range(20)]
     samples[7] = FaceSample(7 / 5, ())  # one missed detection
@@ -250,7 +250,7 @@ def test_captions_are_burned_in_only_when_a_preset_is_on(face_video, detector, t
 
 
 def test_faces_seen_one_after_the_other_are_not_a_pair():
-    from render_nodes.analysis import FaceSample
+    from render_nodes.scan import FaceSample
 
     # One face on the left for 2 s, then another on the right (say, a cut the detector
     # missed): each is present half the shot, but never together, so no pad.
@@ -358,7 +358,7 @@ def test_camera_holds_still_while_the_whole_face_fits_in_one_crop():
 
 
 def test_truncated_source_fails_the_reframed_render_with_a_reason(face_video, detector, tmp_path):
-    from render_nodes.media import MediaError
+    from reelfarm.media import MediaError
 
     whole = tmp_path / "faststart.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(face_video[0]), "-c", "copy", "-movflags", "+faststart",
@@ -374,7 +374,7 @@ def test_truncated_source_fails_the_reframed_render_with_a_reason(face_video, de
 def test_cancel_stops_a_reframed_render_and_leaves_nothing(face_video, detector, tmp_path):
     import threading
 
-    from render_nodes.media import Cancelled
+    from render_nodes.ffmpeg import Cancelled
 
     cancel = threading.Event()
     width, height = output_size("9:16", 1920)
@@ -397,7 +397,7 @@ def test_cancel_stops_a_reframed_render_and_leaves_nothing(face_video, detector,
 
 def test_portrait_phone_footage_stored_sideways_is_rendered_upright(face_video, detector, tmp_path):
     """A display matrix (what phones write) turns stored frames for display: honour it."""
-    from render_nodes.media import probe
+    from reelfarm.media import probe
 
     sideways = tmp_path / "sideways.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(face_video[0]), "-vf", "transpose=clock",

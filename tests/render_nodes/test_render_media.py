@@ -1,4 +1,4 @@
-"""Real-ffmpeg tests for render_nodes.media and render_nodes.pipeline (no mocks)."""
+"""Real-ffmpeg tests for render_nodes.ffmpeg and render_nodes.pipeline (no mocks)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from render_nodes.geometry import STANDARD_SIZES, centre_crop, output_size
-from render_nodes.media import (
-    Cancelled,
-    FfmpegFailed,
-    MediaError,
-    encoder_works,
-    probe,
-    probe_encoders,
-    run_ffmpeg,
-)
+from reelfarm.geometry import STANDARD_SIZES, centre_crop, output_size
+from reelfarm.media import MediaError, probe
+from render_nodes.ffmpeg import Cancelled, FfmpegFailed, encoder_works, probe_encoders, run_ffmpeg
 from render_nodes.pipeline import RenderRequest, render_clip
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")

@@ -13,18 +13,17 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import pytest
-import speech_samples as ss  # tests/render_nodes is on sys.path (rootdir-style test dirs)
 
-from render_nodes.media import MediaError
-from render_nodes.samples import make_sample_video
+from analysis.speakers import Turn, cluster_speakers
+from harness import speech_samples as ss
+from reelfarm.media import MediaError
+from reelfarm.samples import make_sample_video
 from render_nodes.speech import (
     PocketSphinxTranscriber,
     Transcriber,
     TranscriberUnavailable,
-    Turn,
     Word,
     available_backends,
-    cluster_speakers,
     decode_pcm16,
     loudness_profile,
     make_transcriber,

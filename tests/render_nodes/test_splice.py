@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reelfarm.geometry import output_size
+from reelfarm.media import probe
+from reelfarm.samples import make_sample_video
 from render_nodes.captions import Word
-from render_nodes.geometry import output_size
-from render_nodes.media import Cancelled, FfmpegFailed, probe
+from render_nodes.ffmpeg import Cancelled, FfmpegFailed
 from render_nodes.pipeline import RenderRequest, render_clip
-from render_nodes.samples import make_sample_video
 from render_nodes.splice import (
     kept_length,
     normalise_keep,

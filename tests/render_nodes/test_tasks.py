@@ -8,9 +8,10 @@ import time
 import psutil
 import pytest
 
-from control_plane.storage import LocalStorage
-from render_nodes.samples import make_sample_video
-from render_nodes.tasks import TaskFailure, run_render_task
+from reelfarm.samples import make_sample_video
+from reelfarm.storage import LocalStorage
+from render_nodes.tasks.common import TaskFailure
+from render_nodes.tasks.render import run_render_task
 
 
 def _task(storage: LocalStorage, source) -> dict:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from scheduler.clip_metadata import clip_metadata, dominant_emotion, keyphrases
-from scheduler.moments import (
+from analysis.clip_metadata import clip_metadata, dominant_emotion, keyphrases
+from analysis.moments import (
     SourceAnalysis,
-    Word,
     score_candidates,
     select_moments,
     tokens,
 )
+from harness.scripted_speech import layout, opts
 
 FILLER = [
     "the train was late again so we walked home",
@@ -35,29 +36,19 @@ JOY = [
 ]
 
 
-def layout(sentences, start=0.0, wps=2.5, pause=0.6):
-    words, t = [], start
-    for sentence in sentences:
-        for text in sentence.split():
-            words.append(Word(text, round(t, 3), round(t + 0.32, 3)))
-            t += 1 / wps
-        t = words[-1].end + pause
-    return words, t
-
-
 def clip_of(sentences, options=None, before=None):
     """A clip over `sentences` inside a longer source (filler before and after)."""
-    pre, start = layout(before or FILLER)
-    mid, end = layout(sentences, start=start)
-    post, stop = layout(FILLER, start=end)
+    pre, _, _, start = layout(before or FILLER)
+    mid, _, _, end = layout(sentences, start=start)
+    post, _, _, stop = layout(FILLER, start=end)
     analysis = SourceAnalysis(duration=stop, words=pre + mid + post)
-    [moment] = score_candidates(analysis, [(start - 0.2, end - 0.4)], options or {})
+    [moment] = score_candidates(analysis, [(start - 0.2, end - 0.4)], opts(options))
     return moment, analysis
 
 
 def test_fields_and_shapes():
     moment, analysis = clip_of(HIRING)
-    meta = clip_metadata(moment, analysis, {})
+    meta = clip_metadata(moment, analysis, opts())
     assert list(meta) == ["title", "viral_hook", "key_insight", "dominant_emotion", "hashtags", "viral_score"]
     assert meta["viral_score"] == moment.score
     assert 0 < len(meta["title"]) <= 60 and meta["title"][0].isupper()
@@ -72,7 +63,7 @@ def test_fields_and_shapes():
 
 def test_hashtags_are_keyphrases_of_the_clip():
     moment, analysis = clip_of(HIRING)
-    meta = clip_metadata(moment, analysis, {})
+    meta = clip_metadata(moment, analysis, opts())
     assert {"hiring", "startups"} <= set(meta["hashtags"])
     clip_tokens = tokens(" ".join(HIRING))
     joined = {clip_tokens[i] for i in range(len(clip_tokens))} | {
@@ -86,23 +77,23 @@ def test_hashtags_are_keyphrases_of_the_clip():
 
 def test_hook_and_title_use_the_hook_lexicon():
     moment, analysis = clip_of(HIRING)
-    meta = clip_metadata(moment, analysis, {})
+    meta = clip_metadata(moment, analysis, opts())
     assert meta["viral_hook"].lower().startswith("the secret nobody tells you")
     assert meta["title"].lower().startswith("the secret nobody tells you")
 
 
 def test_key_insight_is_the_sentence_with_most_keyphrase_weight():
     moment, analysis = clip_of(HIRING)
-    insight = clip_metadata(moment, analysis, {})["key_insight"].lower()
+    insight = clip_metadata(moment, analysis, opts())["key_insight"].lower()
     assert insight in [s for s in HIRING]
     assert "hiring" in insight and "startups" in insight
 
 
 def test_dominant_emotion():
     moment, analysis = clip_of(JOY)
-    assert clip_metadata(moment, analysis, {})["dominant_emotion"] == "joy"
+    assert clip_metadata(moment, analysis, opts())["dominant_emotion"] == "joy"
     moment, analysis = clip_of(["the library moved to the building by the river"] * 3)
-    assert clip_metadata(moment, analysis, {})["dominant_emotion"] == "neutral"
+    assert clip_metadata(moment, analysis, opts())["dominant_emotion"] == "neutral"
     assert dominant_emotion(tokens("i hate this it makes me furious and angry so angry")) == "anger"
     assert dominant_emotion(tokens("terrified of the dark afraid scared of ghosts and horror")) == "fear"
     assert dominant_emotion([]) == "neutral"
@@ -110,22 +101,22 @@ def test_dominant_emotion():
 
 def test_auto_hook_false_leaves_out_title_and_hook():
     moment, analysis = clip_of(HIRING)
-    meta = clip_metadata(moment, analysis, {"autoHook": False})
+    meta = clip_metadata(moment, analysis, opts({"autoHook": False}))
     assert "title" not in meta and "viral_hook" not in meta
     assert set(meta) == {"key_insight", "dominant_emotion", "hashtags", "viral_score"}
     assert meta["hashtags"]
-    assert "title" in clip_metadata(moment, analysis, {"autoHook": True})
+    assert "title" in clip_metadata(moment, analysis, opts({"autoHook": True}))
 
 
 def test_deterministic_in_process_and_across_hash_seeds():
     moment, analysis = clip_of(HIRING)
-    first = clip_metadata(moment, analysis, {})
-    assert clip_metadata(moment, analysis, {}) == first
+    first = clip_metadata(moment, analysis, opts())
+    assert clip_metadata(moment, analysis, opts()) == first
     code = (
-        "import sys, json; sys.path.insert(0, 'tests/scheduler');"
+        f"import sys, json; sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}];"
         "from test_clip_metadata import clip_of, HIRING;"
-        "from scheduler.clip_metadata import clip_metadata;"
-        "m, a = clip_of(HIRING); print(json.dumps(clip_metadata(m, a, {})))"
+        "from analysis.clip_metadata import clip_metadata; from harness.scripted_speech import opts;"
+        "m, a = clip_of(HIRING); print(json.dumps(clip_metadata(m, a, opts())))"
     )
     outs = set()
     for seed in ("1", "2"):
@@ -137,16 +128,16 @@ def test_deterministic_in_process_and_across_hash_seeds():
 
 def test_empty_clip():
     analysis = SourceAnalysis(duration=30.0, words=[])
-    [moment] = score_candidates(analysis, [(0.0, 30.0)], {})
-    meta = clip_metadata(moment, analysis, {})
+    [moment] = score_candidates(analysis, [(0.0, 30.0)], opts())
+    meta = clip_metadata(moment, analysis, opts())
     assert meta["hashtags"] == [] and meta["dominant_emotion"] == "neutral" and meta["title"]
 
 
 def test_metadata_for_selected_moments():
-    words, end = layout(FILLER * 5 + HIRING + FILLER * 5)
+    words, _, _, end = layout(FILLER * 5 + HIRING + FILLER * 5)
     analysis = SourceAnalysis(duration=end, words=words)
-    moments = select_moments(analysis, {"clipLength": "short", "numClips": 3, "prompt": "hiring"})
-    metas = [clip_metadata(m, analysis, {}) for m in moments]
+    moments = select_moments(analysis, opts({"clipLength": "short", "numClips": 3, "prompt": "hiring"}))
+    metas = [clip_metadata(m, analysis, opts()) for m in moments]
     assert "hiring" in metas[0]["hashtags"]
     for m, meta in zip(moments, metas):
         assert meta["viral_score"] == m.score

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from control_plane.accounts.models import Account
-from control_plane.clips.models import Artifact, Clip
-from control_plane.database import make_engine, make_session_factory, session_scope
-from control_plane.jobs.models import Job
-from control_plane.migrate import upgrade
-from control_plane.videos.models import Video
+from analysis.selection import ChosenClip
+from reelfarm.database import make_engine, make_session_factory, session_scope
+from reelfarm.migrate import upgrade
+from reelfarm.models.accounts import Account
+from reelfarm.models.clips import Artifact, Clip
+from reelfarm.models.jobs import Job
+from reelfarm.models.tasks import Task
+from reelfarm.models.videos import Video
 from scheduler.core import ProgressUpdate, SchedulerConfig, SchedulerCore
-from scheduler.models import Task
-from scheduler.selection import ChosenClip
 
 
 class RecordingNodes:

@@ -10,9 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from scheduler.clip_metadata import clip_metadata
-from scheduler.llm import LlmClient, LlmError, clean_hashtags, parse_json_object
-from scheduler.moments import SourceAnalysis, Word, select_moments
+from analysis.clip_metadata import clip_metadata
+from analysis.llm import LlmClient, LlmError, clean_hashtags, parse_json_object
+from analysis.moments import SourceAnalysis, select_moments
+from harness.scripted_speech import layout, opts
 
 API_KEY = "sk-test-123"
 MODEL = "test-model-1"
@@ -37,23 +38,13 @@ COFFEE = [
 ]
 
 
-def layout(sentences, wps=2.5, pause=0.6):
-    words, t = [], 0.0
-    for sentence in sentences:
-        for text in sentence.split():
-            words.append(Word(text, round(t, 3), round(t + 0.32, 3)))
-            t += 1 / wps
-        t = words[-1].end + pause
-    return words, t
-
-
 @pytest.fixture
 def analysis():
-    words, end = layout(FILLER * 4 + HOOKS + FILLER * 4 + COFFEE + FILLER * 4)
+    words, _, _, end = layout(FILLER * 4 + HOOKS + FILLER * 4 + COFFEE + FILLER * 4)
     return SourceAnalysis(duration=end, words=words)
 
 
-OPTIONS = {"clipLength": "short", "numClips": 2, "genre": "podcast"}
+OPTIONS = opts({"clipLength": "short", "numClips": 2, "genre": "podcast"})
 
 
 class FakeLlm:
@@ -166,7 +157,7 @@ def test_good_ratings_change_the_ranking(llm, client, analysis):
     [request] = llm.requests
     assert_request_shape(request)
     payload = user_payload(request["json"])
-    assert len(payload["candidates"]) == 3 * OPTIONS["numClips"]
+    assert len(payload["candidates"]) == 3 * OPTIONS.numClips
     assert payload["genre"] == "podcast"
     sent = {c["transcript"]: c["id"] for c in payload["candidates"]}
     assert ranked[0].transcript in sent
@@ -175,7 +166,7 @@ def test_good_ratings_change_the_ranking(llm, client, analysis):
 def test_blend_is_documented_weights(llm, client, analysis):
     llm.script = [lambda body: {"content": json.dumps(
         {"ratings": [{"id": c["id"], "score": 5} for c in user_payload(body)["candidates"]]})}]  # fmt: skip
-    pool = select_moments(analysis, {**OPTIONS, "numClips": 4})
+    pool = select_moments(analysis, opts({**OPTIONS.model_dump(exclude_unset=True), "numClips": 4}))
     rescored = client.rescore(pool, analysis, OPTIONS)
     for before, after in zip(pool, rescored):
         assert after.score == round(0.4 * before.score + 0.6 * 5, 1)
@@ -184,7 +175,7 @@ def test_blend_is_documented_weights(llm, client, analysis):
 
 def test_prompt_reaches_the_model(llm, client, analysis):
     llm.script = [rate_last]
-    options = {**OPTIONS, "prompt": "Focus on moments about coffee", "customInstructions": "prioritize funny moments"}
+    options = opts({**OPTIONS.model_dump(exclude_unset=True), "prompt": "Focus on moments about coffee", "customInstructions": "prioritize funny moments"})
     select_moments(analysis, options, rescore=lambda ms: client.rescore(ms, analysis, options))
     instructions = user_payload(llm.requests[0]["json"])["instructions"]
     assert "coffee" in instructions and "funny" in instructions
@@ -212,15 +203,15 @@ def test_failures_fall_back_to_offline(llm, analysis, step, caplog):
         started = time.monotonic()
         ranked = select_moments(analysis, OPTIONS, rescore=lambda ms: client.rescore(ms, analysis, OPTIONS))
         assert time.monotonic() - started < 1.4
-        meta = client.write_metadata(offline[0], clip_metadata(offline[0], analysis, {}), {})
+        meta = client.write_metadata(offline[0], clip_metadata(offline[0], analysis, opts()), opts())
     assert ranked == offline
-    assert meta == clip_metadata(offline[0], analysis, {})
+    assert meta == clip_metadata(offline[0], analysis, opts())
     assert len(llm.requests) == 2
     assert any("LLM" in r.message for r in caplog.records if r.levelno == logging.WARNING)
 
 
 def test_out_of_range_and_duplicate_ratings_are_rejected(llm, client, analysis):
-    pool = select_moments(analysis, {**OPTIONS, "numClips": 2})
+    pool = select_moments(analysis, opts({**OPTIONS.model_dump(exclude_unset=True), "numClips": 2}))
     for ratings in ([{"id": 0, "score": 11}, {"id": 1, "score": 2}],
                     [{"id": 0, "score": 1}, {"id": 0, "score": 2}],
                     [{"id": 0, "score": True}, {"id": 1, "score": 2}],
@@ -231,7 +222,7 @@ def test_out_of_range_and_duplicate_ratings_are_rejected(llm, client, analysis):
 
 
 def test_unreachable_server_falls_back():
-    words, end = layout(FILLER * 10)
+    words, _, _, end = layout(FILLER * 10)
     analysis = SourceAnalysis(duration=end, words=words)
     offline = select_moments(analysis, OPTIONS)
     with LlmClient("http://127.0.0.1:9/v1", API_KEY, MODEL, timeout=0.5) as client:
@@ -262,7 +253,7 @@ def test_parse_json_object():
 
 def _moment_and_offline(analysis):
     moment = select_moments(analysis, OPTIONS)[0]
-    return moment, clip_metadata(moment, analysis, {})
+    return moment, clip_metadata(moment, analysis, opts())
 
 
 def test_good_metadata_replaces_title_hook_and_hashtags(llm, client, analysis):
@@ -270,7 +261,7 @@ def test_good_metadata_replaces_title_hook_and_hashtags(llm, client, analysis):
     llm.script = [{"content": json.dumps({"title": "The one secret most people never hear",
                                           "viral_hook": "Nobody tells you this, but it is simple.",
                                           "hashtags": ["#Advice", "life lessons", "advice", "#", 7]})}]  # fmt: skip
-    meta = client.write_metadata(moment, offline, {})
+    meta = client.write_metadata(moment, offline, opts())
     assert meta["title"] == "The one secret most people never hear"
     assert meta["viral_hook"] == "Nobody tells you this, but it is simple."
     assert meta["hashtags"] == ["advice", "lifelessons"]
@@ -286,30 +277,30 @@ def test_good_metadata_replaces_title_hook_and_hashtags(llm, client, analysis):
 def test_invalid_fields_fall_back_one_by_one(llm, client, analysis):
     moment, offline = _moment_and_offline(analysis)
     llm.script = [{"content": json.dumps({"title": "x" * 500, "viral_hook": 42, "hashtags": ["cold_brew"]})}]
-    meta = client.write_metadata(moment, offline, {})
+    meta = client.write_metadata(moment, offline, opts())
     assert meta["title"] == offline["title"]
     assert meta["viral_hook"] == offline["viral_hook"]
     assert meta["hashtags"] == ["cold_brew"]
     llm.script = [{"content": json.dumps({"title": "A good title that runs on a little too long for the short limit here",
                                           "hashtags": "coffee"})}]  # fmt: skip
     llm.requests.clear()
-    meta = client.write_metadata(moment, offline, {})
+    meta = client.write_metadata(moment, offline, opts())
     assert len(meta["title"]) <= 60 and meta["title"].startswith("A good title")
     assert meta["viral_hook"] == offline["viral_hook"] and meta["hashtags"] == offline["hashtags"]
 
 
 def test_auto_hook_false(llm, client, analysis):
     moment = select_moments(analysis, OPTIONS)[0]
-    offline = clip_metadata(moment, analysis, {"autoHook": False})
+    offline = clip_metadata(moment, analysis, opts({"autoHook": False}))
     llm.script = [{"content": json.dumps({"title": "Ignored", "viral_hook": "Ignored too", "hashtags": ["coffee"]})}]
-    meta = client.write_metadata(moment, offline, {"autoHook": False})
+    meta = client.write_metadata(moment, offline, opts({"autoHook": False}))
     assert "title" not in meta and "viral_hook" not in meta
     assert meta["hashtags"] == ["coffee"]
     assert set(user_payload(llm.requests[0]["json"])["answer_format"]) == {"hashtags"}
     # a full offline dict is trimmed too
     llm.script = [{"status": 500, "body": "down"}]
-    full = clip_metadata(moment, analysis, {})
-    assert "title" not in client.write_metadata(moment, full, {"autoHook": False})
+    full = clip_metadata(moment, analysis, opts())
+    assert "title" not in client.write_metadata(moment, full, opts({"autoHook": False}))
 
 
 def test_clean_hashtags():
@@ -327,11 +318,18 @@ def test_no_api_key_sends_no_authorization(llm, analysis):
     assert llm.requests[0]["path"] == "/v1/chat/completions"
 
 
-def test_from_env():
-    assert LlmClient.from_env({}) is None
-    client = LlmClient.from_env({"REELFARM_LLM_BASE_URL": "http://127.0.0.1:1/v1/", "REELFARM_LLM_MODEL": "m1",
-                                 "REELFARM_LLM_API_KEY": "k"})  # fmt: skip
+def test_client_from_the_settings(monkeypatch):
+    from reelfarm.settings import Settings
+    from scheduler.server import config_from_settings
+
+    assert LlmClient.from_config(None) is None
+    assert LlmClient.from_config(config_from_settings(Settings(_env_file=None)).llm) is None
+    monkeypatch.setenv("REELFARM_LLM_BASE_URL", "http://127.0.0.1:1/v1/")
+    monkeypatch.setenv("REELFARM_LLM_MODEL", "m1")
+    monkeypatch.setenv("REELFARM_LLM_API_KEY", "k")
+    client = LlmClient.from_config(config_from_settings(Settings(_env_file=None)).llm)
     try:
         assert client.url == "http://127.0.0.1:1/v1/chat/completions" and client.model == "m1"
+        assert client._http.headers["Authorization"] == "Bearer k"
     finally:
         client.close()

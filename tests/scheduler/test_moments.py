@@ -6,18 +6,17 @@ import random
 
 import pytest
 
-from scheduler.moments import (
+from analysis.moments import (
     PAUSE_SECONDS,
     Moment,
     SourceAnalysis,
-    Turn,
     Word,
     candidates,
     infer_genre,
-    length_range,
     score_candidates,
     select_moments,
 )
+from harness.scripted_speech import layout, opts
 
 FILLER = [
     "we talked about the weather and the garden last week",
@@ -62,25 +61,6 @@ LIST = [
 ]
 
 
-def layout(sentences, start=0.0, wps=2.5, pause=0.6, speakers=None):
-    """Words at `wps` (each 0.32 s long), `pause` seconds between sentences.
-
-    Returns (words, sentence spans, turns, end time)."""
-    words, spans, turns = [], [], []
-    t = start
-    for k, sentence in enumerate(sentences):
-        first = t
-        for text in sentence.split():
-            words.append(Word(text, round(t, 3), round(t + 0.32, 3)))
-            t += 1 / wps
-        last = words[-1].end
-        spans.append((first, last))
-        if speakers is not None:
-            turns.append(Turn(first, last, speakers[k]))
-        t = last + pause
-    return words, spans, turns, t
-
-
 def filler(n, seed):
     rnd = random.Random(seed)
     return [rnd.choice(FILLER) for _ in range(n)]
@@ -120,7 +100,7 @@ def covers_mostly(moment, span):
     ],
 )
 def test_length_range(options, expected):
-    assert length_range(options) == expected
+    assert opts(options).length_range() == expected
 
 
 @pytest.mark.parametrize(
@@ -129,7 +109,7 @@ def test_length_range(options, expected):
 )  # fmt: skip
 def test_length_range_rejects_bad_options(options):
     with pytest.raises(ValueError):
-        length_range(options)
+        opts(options).length_range()
 
 
 # --------------------------------------------------------------------------------- candidates
@@ -157,8 +137,8 @@ def _assert_at_pause(words, t, window):
 def test_candidates_start_and_end_at_pauses_within_the_range(options):
     words, _, _, end = layout(_rnd_sentences(150, 3), pause=0.6)
     analysis = SourceAnalysis(duration=end, words=words)
-    spans = candidates(analysis, options)
-    low, high = length_range(options)
+    spans = candidates(analysis, opts(options))
+    low, high = opts(options).length_range()
     assert len(spans) > 50
     assert spans == sorted(spans)
     for start, stop in spans:
@@ -174,7 +154,7 @@ def test_candidates_use_vad_silences_as_pauses():
     # Two sentences with only a 0.2 s word gap between them: a pause only per the VAD.
     words, _, _, end = layout(["one two three four five six seven eight"] * 20, pause=0.2)
     no_vad = SourceAnalysis(duration=end, words=words)
-    assert candidates(no_vad, {"minDuration": 6, "maxDuration": 12}) != []
+    assert candidates(no_vad, opts({"minDuration": 6, "maxDuration": 12})) != []
     speech, seg_start = [], 0.0
     for i in range(1, len(words)):
         if words[i].start - words[i - 1].end > 0.15:
@@ -182,7 +162,7 @@ def test_candidates_use_vad_silences_as_pauses():
             seg_start = words[i].start - 0.02
     speech.append((seg_start, words[-1].end))
     with_vad = SourceAnalysis(duration=end, words=words, speech=speech)
-    spans = candidates(with_vad, {"minDuration": 6, "maxDuration": 12})
+    spans = candidates(with_vad, opts({"minDuration": 6, "maxDuration": 12}))
     assert spans
     sentence_starts = {w.start for k, w in enumerate(words) if k % 8 == 0}
     # every candidate starts just before a sentence's first word (VAD boundary)
@@ -196,7 +176,7 @@ def test_long_sentences_without_pauses_are_split():
     words = [Word("word", round(i * 0.4, 3), round(i * 0.4 + 0.3 + (0.05 if i % 17 == 0 else 0), 3))
              for i in range(300)]  # fmt: skip
     analysis = SourceAnalysis(duration=121.0, words=words)
-    spans = candidates(analysis, {"clipLength": "medium"})
+    spans = candidates(analysis, opts({"clipLength": "medium"}))
     assert spans
     for start, stop in spans:
         assert 20 - 1e-6 <= stop - start <= 45 + 1e-6
@@ -206,8 +186,8 @@ def test_long_sentences_without_pauses_are_split():
 def test_trim_is_respected():
     words, _, _, end = layout(_rnd_sentences(120, 8))
     analysis = SourceAnalysis(duration=end, words=words)
-    options = {"clipLength": "medium", "trimStart": 50.0, "trimEnd": 200.0, "numClips": 4}
-    spans = candidates(analysis, options)
+    options = opts({"clipLength": "medium", "trimStart": 50.0, "trimEnd": 200.0, "numClips": 4})
+    spans = candidates(analysis, opts(options))
     assert spans
     assert all(50.0 <= s and e <= 200.0 for s, e in spans)
     for moment in select_moments(analysis, options):
@@ -219,15 +199,15 @@ def test_trim_is_respected():
 def test_source_shorter_than_the_minimum_is_one_candidate():
     words, _, _, _ = layout(["a short clip of just a few words", "and one more"])
     analysis = SourceAnalysis(duration=10.0, words=words)
-    assert candidates(analysis, {"clipLength": "medium"}) == [(0.0, 10.0)]
-    assert candidates(analysis, {"clipLength": "medium", "trimStart": 2, "trimEnd": 9}) == [(2.0, 9.0)]
-    moments = select_moments(analysis, {"clipLength": "medium", "numClips": 3})
+    assert candidates(analysis, opts({"clipLength": "medium"})) == [(0.0, 10.0)]
+    assert candidates(analysis, opts({"clipLength": "medium", "trimStart": 2, "trimEnd": 9})) == [(2.0, 9.0)]
+    moments = select_moments(analysis, opts({"clipLength": "medium", "numClips": 3}))
     assert [(m.start, m.end) for m in moments] == [(0.0, 10.0)]
 
 
 def test_no_words_still_gives_windows():
     analysis = SourceAnalysis(duration=300.0, words=[], loudness=[-30.0] * 600)
-    moments = select_moments(analysis, {"clipLength": "medium", "numClips": 3})
+    moments = select_moments(analysis, opts({"clipLength": "medium", "numClips": 3}))
     assert len(moments) == 3
     for m in moments:
         assert 20 - 1e-6 <= m.end - m.start <= 45 + 1e-6
@@ -235,7 +215,7 @@ def test_no_words_still_gives_windows():
 
 def test_mode_none_is_the_whole_trimmed_source():
     analysis, _ = passage(10, COFFEE, 10)
-    [moment] = select_moments(analysis, {"mode": "none", "trimStart": 5, "trimEnd": 60})
+    [moment] = select_moments(analysis, opts({"mode": "none", "trimStart": 5, "trimEnd": 60}))
     assert (moment.start, moment.end) == (5.0, 60.0)
 
 
@@ -254,10 +234,10 @@ def _decoy_source(middle, seed=11):
 @pytest.mark.parametrize("field", ["prompt", "customInstructions"])
 def test_prompt_topic_wins(field):
     analysis, topic, hooks = _decoy_source(COFFEE)
-    plain = select_moments(analysis, {"clipLength": "medium", "genre": "podcast"})
+    plain = select_moments(analysis, opts({"clipLength": "medium", "genre": "podcast"}))
     assert covers_mostly(plain[0], hooks)  # without a prompt the hook passage wins
-    asked = select_moments(analysis, {"clipLength": "medium", "genre": "podcast",
-                                      field: "Focus on moments about coffee"})  # fmt: skip
+    asked = select_moments(analysis, opts({"clipLength": "medium", "genre": "podcast",
+                                      field: "Focus on moments about coffee"}))  # fmt: skip
     assert covers_mostly(asked[0], topic)
     assert asked[0].signals["prompt"] > 0.7
     assert not covers_mostly(asked[0], hooks)
@@ -266,9 +246,9 @@ def test_prompt_topic_wins(field):
 def test_prompt_matches_misrecognised_words():
     analysis, topic, hooks = _decoy_source(COFFEE_MISHEARD)
     assert "coffee" not in [w.text for w in analysis.words]
-    top = select_moments(analysis, {"clipLength": "medium", "prompt": "Focus on moments about coffee"})[0]
+    top = select_moments(analysis, opts({"clipLength": "medium", "prompt": "Focus on moments about coffee"}))[0]
     assert covers_mostly(top, topic)
-    [on, off] = score_candidates(analysis, [topic, hooks], {"prompt": "coffee"})
+    [on, off] = score_candidates(analysis, [topic, hooks], opts({"prompt": "coffee"}))
     assert on.signals["prompt"] > 0.5
     assert off.signals["prompt"] == 0
 
@@ -281,7 +261,7 @@ def test_prompt_matches_misrecognised_words():
 def test_prompt_word_matching(heard, match):
     words, _, _, end = layout(["we sat by the window", f"and there was {heard} on the table", "it was late"])
     analysis = SourceAnalysis(duration=end, words=words)
-    [moment] = score_candidates(analysis, [(0.0, end)], {"prompt": "coffee"})
+    [moment] = score_candidates(analysis, [(0.0, end)], opts({"prompt": "coffee"}))
     assert (moment.signals["prompt"] > 0) is match
 
 
@@ -289,14 +269,14 @@ def test_split_word_phonetic_match():
     # "hiring" heard as two words
     words, _, _, end = layout(["we are higher ring three engineers this year", "the weather was fine"])
     analysis = SourceAnalysis(duration=end, words=words)
-    [moment] = score_candidates(analysis, [(0.0, end)], {"prompt": "moments about hiring"})
+    [moment] = score_candidates(analysis, [(0.0, end)], opts({"prompt": "moments about hiring"}))
     assert moment.signals["prompt"] > 0
 
 
 def test_prompt_without_matches_falls_back_to_the_other_signals():
     analysis, _, _ = _decoy_source(COFFEE)
-    plain = select_moments(analysis, {"clipLength": "medium", "genre": "podcast"})
-    absent = select_moments(analysis, {"clipLength": "medium", "genre": "podcast", "prompt": "submarines"})
+    plain = select_moments(analysis, opts({"clipLength": "medium", "genre": "podcast"}))
+    absent = select_moments(analysis, opts({"clipLength": "medium", "genre": "podcast", "prompt": "submarines"}))
     assert [(m.start, m.end) for m in plain] == [(m.start, m.end) for m in absent]
     assert [m.score for m in plain] == [m.score for m in absent]
 
@@ -315,7 +295,7 @@ def _pairs_overlap_ok(moments):
 def test_num_clips_ranked_scored_and_not_overlapping(key):
     words, _, _, end = layout(_rnd_sentences(200, 21))
     analysis = SourceAnalysis(duration=end, words=words)
-    moments = select_moments(analysis, {"clipLength": "medium", key: 5})
+    moments = select_moments(analysis, opts({"clipLength": "medium", key: 5}))
     assert len(moments) == 5
     _pairs_overlap_ok(moments)
     for m in moments:
@@ -330,7 +310,7 @@ def test_fewer_clips_when_the_source_cannot_hold_them():
     words, _, _, end = layout(_rnd_sentences(16, 4))  # ~70 s
     analysis = SourceAnalysis(duration=end, words=words)
     assert 60 < end < 90
-    moments = select_moments(analysis, {"clipLength": "medium", "numClips": 10})
+    moments = select_moments(analysis, opts({"clipLength": "medium", "numClips": 10}))
     assert 1 <= len(moments) < 10
     _pairs_overlap_ok(moments)
 
@@ -338,7 +318,7 @@ def test_fewer_clips_when_the_source_cannot_hold_them():
 def test_dev_min_and_max_duration():
     words, _, _, end = layout(_rnd_sentences(200, 9))
     analysis = SourceAnalysis(duration=end, words=words)
-    moments = select_moments(analysis, {"numClips": 3, "minDuration": 30, "maxDuration": 60})
+    moments = select_moments(analysis, opts({"numClips": 3, "minDuration": 30, "maxDuration": 60}))
     assert len(moments) == 3
     assert all(30 - 1e-6 <= m.end - m.start <= 60 + 1e-6 for m in moments)
 
@@ -351,12 +331,12 @@ def test_genre_changes_the_ranking():
     analysis = SourceAnalysis(duration=end, words=words)
     listed = (spans[15][0], spans[19][1])
     hooks = (spans[35][0], spans[39][1])
-    short = {"minDuration": 10, "maxDuration": 20}
-    tutorial = select_moments(analysis, {**short, "genre": "tutorial"})
-    podcast = select_moments(analysis, {**short, "genre": "podcast"})
+    short = opts({"minDuration": 10, "maxDuration": 20})
+    tutorial = select_moments(analysis, opts(short, genre="tutorial"))
+    podcast = select_moments(analysis, opts(short, genre="podcast"))
     assert covers_mostly(tutorial[0], listed)
     assert covers_mostly(podcast[0], hooks)
-    [lst, hk] = score_candidates(analysis, [listed, hooks], {**short, "genre": "tutorial"})
+    [lst, hk] = score_candidates(analysis, [listed, hooks], opts(short, genre="tutorial"))
     assert lst.signals["numbers"] > hk.signals["numbers"]
     assert hk.signals["hook"] > lst.signals["hook"]
 
@@ -364,7 +344,7 @@ def test_genre_changes_the_ranking():
 def test_rescore_hook_sees_the_pool_and_decides():
     words, _, _, end = layout(_rnd_sentences(200, 13))
     analysis = SourceAnalysis(duration=end, words=words)
-    options = {"clipLength": "medium", "numClips": 2}
+    options = opts({"clipLength": "medium", "numClips": 2})
     offline = select_moments(analysis, options)
     seen = []
 
@@ -388,7 +368,7 @@ def test_rescore_hook_sees_the_pool_and_decides():
 
 def test_deterministic():
     analysis, _, _ = _decoy_source(COFFEE)
-    options = {"clipLength": "short", "numClips": 4, "prompt": "coffee"}
+    options = opts({"clipLength": "short", "numClips": 4, "prompt": "coffee"})
     assert select_moments(analysis, options) == select_moments(analysis, options)
 
 
@@ -400,7 +380,7 @@ def test_thirty_thousand_words():
         words.append(Word(rnd.choice(vocab), round(t, 2), round(t + 0.3, 2)))
         t += 0.35 + (rnd.random() * 0.8 if rnd.random() < 0.12 else 0.0)
     analysis = SourceAnalysis(duration=t + 1, words=words, loudness=[-30 + rnd.random() * 10 for _ in range(int(t * 2))])
-    moments = select_moments(analysis, {"clipLength": "long", "numClips": 10, "prompt": "coffee beans"})
+    moments = select_moments(analysis, opts({"clipLength": "long", "numClips": 10, "prompt": "coffee beans"}))
     assert len(moments) == 10
     _pairs_overlap_ok(moments)
 
@@ -412,7 +392,7 @@ def test_density_signal():
     dense, _, _, end = layout(["a b c d e f g h i j k l"] * 4, pause=0.4)
     sparse, _, _, _ = layout(["a b c"] * 4, start=end + 1, pause=3.0)
     analysis = SourceAnalysis(duration=60, words=dense + sparse)
-    [d, s] = score_candidates(analysis, [(0, end), (end + 1, sparse[-1].end)], {})
+    [d, s] = score_candidates(analysis, [(0, end), (end + 1, sparse[-1].end)], opts())
     assert d.signals["density"] > 0.8
     assert s.signals["density"] < 0.4
 
@@ -423,19 +403,19 @@ def test_loudness_signal_is_relative_to_the_source_median():
     for k in range(200, 220):  # 100-110 s, 15 dB above the median
         loud[k] = -15.0
     analysis = SourceAnalysis(duration=end, words=words, loudness=loud, loudness_step=0.5)
-    [peak, flat] = score_candidates(analysis, [(95.0, 120.0), (20.0, 45.0)], {})
+    [peak, flat] = score_candidates(analysis, [(95.0, 120.0), (20.0, 45.0)], opts())
     assert peak.signals["loudness"] > 0.8
     assert flat.signals["loudness"] == 0.0
     # louder overall source: the same burst is no longer a peak
     louder = SourceAnalysis(duration=end, words=words, loudness=[x + 15 for x in loud])
-    assert score_candidates(louder, [(20.0, 45.0)], {})[0].signals["loudness"] == 0.0
-    assert "loudness" not in score_candidates(SourceAnalysis(duration=end, words=words), [(20, 45)], {})[0].signals
+    assert score_candidates(louder, [(20.0, 45.0)], opts())[0].signals["loudness"] == 0.0
+    assert "loudness" not in score_candidates(SourceAnalysis(duration=end, words=words), [(20, 45)], opts())[0].signals
 
 
 def test_events_signal():
     words, _, _, end = layout(filler(30, 3))
     analysis = SourceAnalysis(duration=end, words=words, events=[(50.5, 52.0, "laughter"), (90, 93, "applause")])
-    [before_laugh, applause, none] = score_candidates(analysis, [(30.0, 50.0), (80.0, 100.0), (100.0, 120.0)], {})
+    [before_laugh, applause, none] = score_candidates(analysis, [(30.0, 50.0), (80.0, 100.0), (100.0, 120.0)], opts())
     assert before_laugh.signals["events"] > 0.5  # the laugh right after the punchline counts
     assert applause.signals["events"] >= 0.9
     assert none.signals["events"] == 0.0
@@ -445,10 +425,10 @@ def test_faces_signal():
     words, _, _, end = layout(filler(30, 3))
     faces = [(t * 2.0, 1.0 if t * 2.0 < 60 else 0.0) for t in range(int(end / 2))]
     analysis = SourceAnalysis(duration=end, words=words, faces=faces)
-    [face, empty] = score_candidates(analysis, [(10.0, 40.0), (80.0, 110.0)], {})
+    [face, empty] = score_candidates(analysis, [(10.0, 40.0), (80.0, 110.0)], opts())
     assert face.signals["faces"] == 1.0 and empty.signals["faces"] == 0.0
     sparse = SourceAnalysis(duration=end, words=words, faces=[(0.0, 1.0), (100.0, 0.0)])
-    assert score_candidates(sparse, [(45.0, 55.0)], {})[0].signals["faces"] == pytest.approx(0.5)
+    assert score_candidates(sparse, [(45.0, 55.0)], opts())[0].signals["faces"] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("speakers, expected", [([0, 1], 1.0), ([0, 0], 0.6), (None, 0.8)])
@@ -457,10 +437,10 @@ def test_question_answer_signal(speakers, expected):
           "i learned that you have to ship early and listen to customers every week"]  # fmt: skip
     words, _, turns, end = layout(qa, speakers=speakers)
     analysis = SourceAnalysis(duration=end, words=words, turns=turns)
-    [moment] = score_candidates(analysis, [(0.0, end)], {})
+    [moment] = score_candidates(analysis, [(0.0, end)], opts())
     assert moment.signals["qa"] == pytest.approx(expected)
     flat, _, _, end2 = layout(["i did learn from that first job", qa[1]])
-    [none] = score_candidates(SourceAnalysis(duration=end2, words=flat), [(0.0, end2)], {})
+    [none] = score_candidates(SourceAnalysis(duration=end2, words=flat), [(0.0, end2)], opts())
     assert none.signals["qa"] == 0.0
 
 
@@ -471,7 +451,7 @@ def test_hook_signal_prefers_an_opening_hook():
     values = []
     for words in (opening, late, plain):
         a = SourceAnalysis(duration=words[-1].end, words=words)
-        values.append(score_candidates(a, [(0.0, words[-1].end)], {})[0].signals["hook"])
+        values.append(score_candidates(a, [(0.0, words[-1].end)], opts())[0].signals["hook"])
     assert values[0] > values[1] > values[2] == 0.0
 
 
@@ -479,9 +459,9 @@ def test_numbers_and_emotion_signals():
     listed, _, _, end = layout(LIST)
     plain, _, _, end2 = layout(filler(5, 2))
     joy, _, _, end3 = layout(["we laughed and smiled with joy", "what a wonderful happy celebration of love"])
-    [n1] = score_candidates(SourceAnalysis(duration=end, words=listed), [(0.0, end)], {})
-    [n2] = score_candidates(SourceAnalysis(duration=end2, words=plain), [(0.0, end2)], {})
-    [n3] = score_candidates(SourceAnalysis(duration=end3, words=joy), [(0.0, end3)], {})
+    [n1] = score_candidates(SourceAnalysis(duration=end, words=listed), [(0.0, end)], opts())
+    [n2] = score_candidates(SourceAnalysis(duration=end2, words=plain), [(0.0, end2)], opts())
+    [n3] = score_candidates(SourceAnalysis(duration=end3, words=joy), [(0.0, end3)], opts())
     assert n1.signals["numbers"] > 0.7 and n2.signals["numbers"] < 0.2
     assert n3.signals["emotion"] == 1.0 and n2.signals["emotion"] < 0.5
 
@@ -489,7 +469,7 @@ def test_numbers_and_emotion_signals():
 def test_funny_intent_favours_laughter():
     words, _, _, end = layout(filler(40, 5))
     analysis = SourceAnalysis(duration=end, words=words, events=[(150.0, 152.0, "laughter")])
-    top = select_moments(analysis, {"clipLength": "short", "customInstructions": "prioritize funny moments"})[0]
+    top = select_moments(analysis, opts({"clipLength": "short", "customInstructions": "prioritize funny moments"}))[0]
     assert top.signals["events"] > 0
     assert "prompt" not in top.signals  # style words are not topic terms
 
@@ -507,7 +487,7 @@ def test_infer_genre_interview():
     words, _, turns, end = layout(sents, speakers=speakers)
     analysis = SourceAnalysis(duration=end, words=words, turns=turns)
     assert infer_genre(analysis) == "interview"
-    assert select_moments(analysis, {"clipLength": "short", "genre": "auto"})  # runs with the inferred genre
+    assert select_moments(analysis, opts({"clipLength": "short", "genre": "auto"}))  # runs with the inferred genre
 
 
 def test_infer_genre_conversation_without_questions_is_podcast():

@@ -1,6 +1,6 @@
 import pytest
 
-from scheduler.states import (
+from reelfarm.states import (
     JOB_MACHINE,
     TASK_MACHINE,
     InvalidTransition,

@@ -1,0 +1,262 @@
+"""`reelfarm`: run the embedded stack, its parts, one-shot renders, and key management."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Literal, get_args, get_origin
+
+import click
+from pydantic import ValidationError
+
+from reelfarm.options import ProcessOptions
+from reelfarm.settings import Settings
+
+# Short flags the docs use for the most common options.
+FLAG_ALIASES = {"numClips": ["--clips"], "aspectRatio": ["--aspect"]}
+# A one-shot render defaults to one full-source clip (`--mode ai` picks the moments instead).
+CLI_DEFAULTS = {"mode": "none"}
+
+
+def _settings(**overrides) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _wait_for_ctrl_c() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                               help="Folder for the SQLite database and local storage [./reelfarm-data].")
+
+
+@click.group()
+def main() -> None:
+    """ReelFarm: long videos in, face-tracked captioned short clips out."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@data_dir_option
+@click.option("--nodes", default=1, show_default=True, help="Render node actors to start on local Ray.")
+def serve(host: str, port: int, data_dir: Path | None, nodes: int) -> None:
+    """API + scheduler + local Ray render nodes, on SQLite and a local folder."""
+    from reelfarm.embedded import EmbeddedStack
+
+    _setup_logging()
+    stack = EmbeddedStack(_settings(data_dir=data_dir), nodes=nodes, host=host, port=port).start()
+    click.echo(f"ReelFarm API on {stack.base_url} (scheduler {stack.scheduler.address}, {nodes} node(s)). "
+               "Ctrl-C stops.")
+    try:
+        _wait_for_ctrl_c()
+    finally:
+        stack.stop()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@data_dir_option
+def api(host: str, port: int, data_dir: Path | None) -> None:
+    """The API alone (a separate `reelfarm scheduler` polls the database for its jobs)."""
+    from control_plane.main import create_app, run_api_server
+    from reelfarm.migrate import open_database
+
+    _setup_logging()
+    settings = _settings(data_dir=data_dir)
+    _, session_factory = open_database(settings)
+    run_api_server(create_app(settings, session_factory=session_factory), host=host, port=port)
+
+
+@main.command()
+@data_dir_option
+@click.option("--public-url", default=None,
+              help="The API's address as the agent reaches it, for download URLs [REELFARM_PUBLIC_URL].")
+def mcp(data_dir: Path | None, public_url: str | None) -> None:
+    """MCP server over stdio for agents: the approved assets of REELFARM_API_KEY's account."""
+    from control_plane.agents.mcp_server import run_stdio
+
+    # Logs go to stderr (basicConfig's default): stdout carries only MCP messages.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    run_stdio(_settings(data_dir=data_dir), public_url=public_url)
+
+
+@main.command()
+@click.option("--listen", default=None, help="gRPC address to serve SchedulerService on [settings].")
+@data_dir_option
+def scheduler(listen: str | None, data_dir: Path | None) -> None:
+    """The scheduler alone: plans jobs from the database and dispatches them to nodes."""
+    from reelfarm.migrate import open_database
+    from scheduler.server import SchedulerServer
+
+    _setup_logging()
+    settings = _settings(data_dir=data_dir)
+    _, session_factory = open_database(settings)
+    server = SchedulerServer(settings, listen=listen, session_factory=session_factory).start()
+    click.echo(f"scheduler serving on {server.address}. Ctrl-C stops.")
+    try:
+        _wait_for_ctrl_c()
+    finally:
+        server.stop()
+
+
+@main.command()
+@click.option("--scheduler", "scheduler_address", default=None, help="Scheduler gRPC address [settings].")
+@click.option("--ray-address", default="auto", show_default=True, help="Ray cluster to join.")
+@click.option("--count", default=1, show_default=True, help="Render node actors to start.")
+def node(scheduler_address: str | None, ray_address: str, count: int) -> None:
+    """Join an existing Ray cluster and start render node actors there."""
+    import ray
+
+    from render_nodes.actor import start_render_nodes
+
+    _setup_logging()
+    settings = _settings()
+    ray.init(address=ray_address)
+    handles = start_render_nodes(settings, scheduler_address or settings.scheduler_address, count)
+    click.echo(f"{len(handles)} render node(s) running. Ctrl-C stops.")
+    try:
+        _wait_for_ctrl_c()
+    finally:
+        for handle in handles:
+            ray.kill(handle, no_restart=True)
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--seconds", default=12.0, show_default=True)
+@click.option("--size", default="1280x720", show_default=True)
+def sample(path: Path, seconds: float, size: str) -> None:
+    """Generate a synthetic sample video (ffmpeg test pattern + tone) to try ReelFarm on."""
+    from reelfarm.samples import make_sample_video
+
+    make_sample_video(path, seconds=seconds, size=size, preset="veryfast")
+    click.echo(str(path))
+
+
+@main.group()
+def keys() -> None:
+    """API key management."""
+
+
+@keys.command("create")
+@click.option("--account", required=True, help="Account name (created if needed).")
+@click.option("--name", default="", help="A label for the key.")
+@data_dir_option
+def keys_create(account: str, name: str, data_dir: Path | None) -> None:
+    """Create an API key and print its plaintext (shown once; only its hash is stored)."""
+    from control_plane.accounts import service as accounts
+    from reelfarm.database import session_scope
+    from reelfarm.migrate import open_database
+
+    _, session_factory = open_database(_settings(data_dir=data_dir))
+    with session_scope(session_factory) as session:
+        owner = accounts.get_or_create_account(session=session, name=account)
+        click.echo(accounts.create_api_key(session=session, account=owner, name=name))
+
+
+def _option_flags(func):
+    """One flag per ProcessOptions key (numClips -> --num-clips, plus the short aliases)."""
+    for field_name, info in reversed(list(ProcessOptions.model_fields.items())):
+        flag = "--" + "".join("-" + c.lower() if c.isupper() else c for c in field_name)
+        names = [flag, *FLAG_ALIASES.get(field_name, []), field_name]
+        annotation = info.annotation
+        default = CLI_DEFAULTS.get(field_name, info.default)
+        if field_name == "transcript":
+            decorator = click.option(flag, field_name, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                                     help="JSON file: a list of {text, start, end} words (source seconds), "
+                                          "for captions")
+        elif annotation is bool:
+            decorator = click.option(f"{flag}/--no-{flag[2:]}", field_name, default=default, show_default=True,
+                                     help=info.description)
+        else:
+            if get_origin(annotation) is Literal:
+                kind = click.Choice(get_args(annotation))
+            elif annotation is int:
+                kind = int
+            elif annotation in (float, float | None):
+                kind = float
+            else:
+                kind = str
+            decorator = click.option(*names, type=kind, default=default, show_default=True, help=info.description)
+        func = decorator(func)
+    return func
+
+
+@main.command()
+@click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@_option_flags
+@click.option("--output-height", type=int, default=None, help="Output height, e.g. 1280 for 720x1280 [standard].")
+@click.option("--encoder", type=click.Choice(["auto", "nvenc", "x264"]), default=None)
+@click.option("--preset", "x264_preset", default=None, help="x264 preset [veryfast].")
+@click.option("--nodes", default=1, show_default=True)
+@data_dir_option
+def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset, nodes: int,
+           data_dir: Path | None, **options) -> None:
+    """Render INPUT through the embedded stack (same API, same scheduler) into --out."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from control_plane.accounts import service as accounts
+    from reelfarm.client import ApiFailure, ReelFarmClient
+    from reelfarm.database import session_scope
+    from reelfarm.embedded import EmbeddedStack
+
+    if options.get("transcript") is not None:
+        options["transcript"] = json.loads(options["transcript"].read_text())
+    try:
+        options = ProcessOptions.model_validate(options).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="reelfarm-render-") as tmp:
+        settings = _settings(data_dir=data_dir or Path(tmp), output_height=output_height, encoder=encoder,
+                             x264_preset=x264_preset)
+        with EmbeddedStack(settings, nodes=nodes, port=0, ray_log_to_driver=False) as stack:
+            with session_scope(stack.session_factory) as session:
+                key = accounts.create_api_key(
+                    session=session, account=accounts.get_or_create_account(session=session, name="local"),
+                    name="reelfarm render",
+                )
+            client = ReelFarmClient(stack.base_url, key)
+            try:
+                job_id = client.upload(input_path, options)["jobId"]
+                with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                              TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn()) as bar:
+                    task = bar.add_task("queued", total=100)
+
+                    def show(job: dict) -> None:
+                        bar.update(task, completed=job["progress_percent"],
+                                   description=f"{job['status']}" + (f" / {job['stage']}" if job["stage"] else ""))
+
+                    job = client.wait(job_id, on_update=show)
+                if job["status"] != "completed":
+                    raise ApiFailure(f"job {job['status']}: {job.get('error')}")
+                manifest = client.download_all(job_id, out_dir)
+            except ApiFailure as exc:
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(1)
+            finally:
+                client.close()
+    for clip in manifest["clips"]:
+        click.echo(f"{out_dir / clip['files'][0]['filename']}  {clip['width']}x{clip['height']}  "
+                   f"{clip['duration']:.2f}s  encoder={clip['encoder']}")
+    click.echo(f"{out_dir / 'manifest.json'}")
+
+
+if __name__ == "__main__":
+    main()

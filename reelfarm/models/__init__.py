@@ -1,0 +1,18 @@
+"""Every table model, registered on Base.metadata by importing this package.
+
+Alembic's env.py and create_all import it; each service imports the models it uses.
+"""
+
+from reelfarm.models.accounts import Account, ApiKey, Membership, User, UserSession
+from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformAsset
+from reelfarm.models.blobs import Asset, Blob
+from reelfarm.models.clips import Artifact, Clip
+from reelfarm.models.jobs import Job
+from reelfarm.models.projects import Project
+from reelfarm.models.tasks import Task
+from reelfarm.models.videos import Video
+
+__all__ = [
+    "Account", "ApiKey", "Artifact", "Asset", "Batch", "BatchItem", "Blob", "Clip", "ItemTag", "Job", "Membership",
+    "PlatformAsset", "Project", "Task", "User", "UserSession", "Video",
+]  # fmt: skip

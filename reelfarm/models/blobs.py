@@ -1,0 +1,48 @@
+"""Blobs (one row per unique content, every account) and assets (an account's access to one)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from reelfarm.database import Base, UTCDateTime, utcnow
+
+
+class Blob(Base):
+    """Verified content, stored once under its SHA-256 whoever uploaded it.
+
+    A row exists only once the bytes were checked (hash, size, format); having one says
+    nothing about who may read it: that is Asset.
+    """
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(10))  # mp4, mov, ..., svg (blobs/formats.py)
+    kind: Mapped[str] = mapped_column(String(10))  # video, audio, image
+    content_type: Mapped[str] = mapped_column(String(100))
+    media: Mapped[dict] = mapped_column(JSON, default=dict)  # width, height, duration_seconds, codec, ...
+    storage_key: Mapped[str] = mapped_column(String(300))
+    preview_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    preview_content_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Asset(Base):
+    """An account's access to a blob, made when that account's own upload verified.
+
+    Its id is derived from (account, sha256) (blobs.service.asset_id_for), so the same
+    hash always names the same asset in an account, before and after the upload.
+    """
+
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("account_id", "sha256"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    declared_content_type: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,129 @@
+"""One settings object for every ReelFarm process (env prefix REELFARM_)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret-change-me"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REELFARM_", env_file=".env", extra="ignore")
+
+    environment: Literal["dev", "test", "prod"] = "dev"
+    data_dir: Path = Path("./reelfarm-data")
+    # SQLAlchemy URL; default: SQLite file inside data_dir.
+    database_url: str | None = None
+    # "file://" + path (default: data_dir/storage) or "s3://bucket/prefix".
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    # Signs artifact URLs and other server-made tokens; refused when a placeholder in prod.
+    secret_key: str = "dev-secret-change-me"
+
+    # API
+    max_upload_bytes: int = 1 << 30
+    # Content-addressed blobs (/api/v1/blobs): one presigned PUT each, so at most 5 GiB.
+    max_blob_bytes: int = Field(default=5 << 30, ge=1, le=5 << 30)
+    upload_chunk_bytes: int = 1 << 20
+    # URL ingest (control_plane/url_imports/) and every other server-side fetch refuse private,
+    # loopback, link-local, CGNAT and metadata addresses; networks listed here (CIDR, as a
+    # JSON list or comma-separated: "10.0.0.0/8,192.168.1.0/24") are allowed anyway.
+    fetch_allow_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Background URL downloads running at once (threads of the API process).
+    url_download_workers: int = Field(default=2, ge=1, le=64)
+    # Pages that are not a media file (YouTube, TikTok...) go to yt-dlp when it is installed.
+    # yt-dlp fetches through its own HTTP stack: only the URL's first host is address-checked.
+    allow_yt_dlp: bool = True
+
+    # Scheduler
+    scheduler_address: str = "127.0.0.1:50051"
+    node_timeout_seconds: float = 30.0
+    max_attempts: int = 3
+    retry_backoff_seconds: float = 2.0
+    retry_backoff_max_seconds: float = 60.0
+    poll_interval_seconds: float = 0.2
+    progress_flush_seconds: float = 1.0
+
+    # Render nodes
+    ray_address: str | None = None
+    node_max_concurrent_tasks: int = 1
+    node_host: str | None = None
+    output_height: int | None = Field(default=None, ge=64, le=4320)
+    x264_preset: str = "veryfast"
+    encoder: Literal["auto", "nvenc", "x264"] = "auto"
+    work_dir: Path | None = None
+    # Reframing (render_nodes/reframe.py, render_nodes/faces/)
+    face_detector: Literal["blazeface", "ultralytics", "none"] = "blazeface"
+    # Weights for the ultralytics backend, or a replacement BlazeFace .tflite.
+    face_model_path: Path | None = None
+    two_faces: Literal["pad", "subject"] = "pad"
+    analysis_sample_fps: float = Field(default=5.0, gt=0, le=30)
+    # Decoded frames a render holds while their shot is planned (render_nodes/pipeline.py):
+    # ~5 s of 1080p30 in 512 MiB; longer shots are planned in parts.
+    render_frame_buffer_mb: int = Field(default=512, ge=32, le=16384)
+    # Finding the moments (mode "ai"; render_nodes/speech/, analysis/selection.py)
+    # "auto": faster-whisper on nodes that have its model directory, else pocketsphinx.
+    transcriber: Literal["auto", "pocketsphinx", "faster-whisper"] = "auto"
+    # A faster-whisper (CTranslate2) model directory on the nodes; never downloaded.
+    whisper_model_dir: Path | None = None
+    # Seconds of source per transcribe task: chunks run in parallel on the nodes.
+    transcribe_chunk_seconds: float = Field(default=120.0, ge=10.0, le=3600.0)
+    # Optional OpenAI-compatible LLM that rescores candidate moments and writes titles.
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+
+    @field_validator("data_dir", "work_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Absolute, so Ray workers (other working directories) see the same folders.
+        return value.expanduser().resolve() if value is not None else None
+
+    @field_validator("fetch_allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value):
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("fetch_allow_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        networks = []
+        for cidr in value:
+            try:
+                networks.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"fetch_allow_networks: {cidr!r} is not an IP network in CIDR form") from None
+        return networks
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> "Settings":
+        if self.environment == "prod" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("REELFARM_SECRET_KEY must be set to a real secret when REELFARM_ENVIRONMENT=prod")
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'reelfarm.db').resolve()}"
+
+    @cached_property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'storage').resolve()}"
+
+    @cached_property
+    def resolved_work_dir(self) -> Path:
+        return (self.work_dir or self.data_dir / "work").resolve()
+
+    @property
+    def heartbeat_interval_seconds(self) -> float:
+        return max(0.2, self.node_timeout_seconds / 4)

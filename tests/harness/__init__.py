@@ -1,0 +1,1 @@
+"""Test harness: throwaway servers (PostgreSQL, S3), test media and polling, for tests and benchmarks."""
