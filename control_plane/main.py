@@ -24,16 +24,7 @@ from control_plane.url_imports import install as install_url_ingest
 from control_plane.v1.views import router as v1_router
 from reelfarm.database import make_engine, make_session_factory
 from reelfarm.settings import Settings
-from reelfarm.storage import Storage, storage_from_url
-
-
-def make_storage(settings: Settings) -> Storage:
-    return storage_from_url(
-        settings.resolved_storage_url,
-        endpoint_url=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        spool_dir=settings.resolved_work_dir / "uploads",
-    )
+from reelfarm.storage import Storage, open_storage
 
 
 class ScopesHeaderMiddleware:
@@ -93,7 +84,7 @@ def run_api_server(app: FastAPI, *, host: str, port: int, **uvicorn_options) -> 
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     session_factory=None,
     storage: Storage | None = None,
@@ -101,11 +92,10 @@ def create_app(
 ) -> FastAPI:
     """`job_listener(job_id)` runs after a job is committed (the embedded stack wakes its
     scheduler with it; a separate scheduler finds new jobs by polling the database)."""
-    settings = settings or Settings()
     app = FastAPI(title="ReelFarm", version="0.1.0", description="Long videos in, captioned short clips out.")
     app.state.settings = settings
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.resolved_database_url))
-    app.state.storage = storage or make_storage(settings)
+    app.state.storage = storage or open_storage(settings)
     app.state.job_listener = job_listener or (lambda _job_id: None)
     # The same database the sessions use (a caller may pass its own session factory).
     bound = app.state.session_factory.kw["bind"].url.render_as_string(hide_password=False)

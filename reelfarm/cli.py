@@ -15,16 +15,12 @@ import click
 from pydantic import ValidationError
 
 from reelfarm.options import ProcessOptions
-from reelfarm.settings import Settings
+from reelfarm.settings import load_settings
 
 # Short flags the docs use for the most common options.
 FLAG_ALIASES = {"numClips": ["--clips"], "aspectRatio": ["--aspect"]}
 # A one-shot render defaults to one full-source clip (`--mode ai` picks the moments instead).
 CLI_DEFAULTS = {"mode": "none"}
-
-
-def _settings(**overrides) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -58,7 +54,7 @@ def serve(host: str, port: int, data_dir: Path | None, nodes: int) -> None:
     from reelfarm.embedded import EmbeddedStack
 
     _setup_logging()
-    stack = EmbeddedStack(_settings(data_dir=data_dir), nodes=nodes, host=host, port=port).start()
+    stack = EmbeddedStack(load_settings(data_dir=data_dir), nodes=nodes, host=host, port=port).start()
     click.echo(f"ReelFarm API on {stack.base_url} (scheduler {stack.scheduler.address}, {nodes} node(s)). "
                "Ctrl-C stops.")
     try:
@@ -77,7 +73,7 @@ def api(host: str, port: int, data_dir: Path | None) -> None:
     from reelfarm.migrate import open_database
 
     _setup_logging()
-    settings = _settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir)
     _, session_factory = open_database(settings)
     run_api_server(create_app(settings, session_factory=session_factory), host=host, port=port)
 
@@ -92,7 +88,7 @@ def mcp(data_dir: Path | None, public_url: str | None) -> None:
 
     # Logs go to stderr (basicConfig's default): stdout carries only MCP messages.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run_stdio(_settings(data_dir=data_dir), public_url=public_url)
+    run_stdio(load_settings(data_dir=data_dir, public_url=public_url))
 
 
 @main.command()
@@ -104,7 +100,7 @@ def scheduler(listen: str | None, data_dir: Path | None) -> None:
     from scheduler.server import SchedulerServer
 
     _setup_logging()
-    settings = _settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir)
     _, session_factory = open_database(settings)
     server = SchedulerServer(settings, listen=listen, session_factory=session_factory).start()
     click.echo(f"scheduler serving on {server.address}. Ctrl-C stops.")
@@ -125,7 +121,7 @@ def node(scheduler_address: str | None, ray_address: str, count: int) -> None:
     from render_nodes.actor import start_render_nodes
 
     _setup_logging()
-    settings = _settings()
+    settings = load_settings()
     ray.init(address=ray_address)
     handles = start_render_nodes(settings, scheduler_address or settings.scheduler_address, count)
     click.echo(f"{len(handles)} render node(s) running. Ctrl-C stops.")
@@ -163,7 +159,7 @@ def keys_create(account: str, name: str, data_dir: Path | None) -> None:
     from reelfarm.database import session_scope
     from reelfarm.migrate import open_database
 
-    _, session_factory = open_database(_settings(data_dir=data_dir))
+    _, session_factory = open_database(load_settings(data_dir=data_dir))
     with session_scope(session_factory) as session:
         owner = accounts.get_or_create_account(session=session, name=account)
         click.echo(accounts.create_api_key(session=session, account=owner, name=name))
@@ -224,7 +220,7 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
         raise click.BadParameter(str(exc)) from None
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="reelfarm-render-") as tmp:
-        settings = _settings(data_dir=data_dir or Path(tmp), output_height=output_height, encoder=encoder,
+        settings = load_settings(data_dir=data_dir or Path(tmp), output_height=output_height, encoder=encoder,
                              x264_preset=x264_preset)
         with EmbeddedStack(settings, nodes=nodes, port=0, ray_log_to_driver=False) as stack:
             with session_scope(stack.session_factory) as session:

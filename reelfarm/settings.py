@@ -1,4 +1,8 @@
-"""One settings object for every ReelFarm process (env prefix REELFARM_)."""
+"""One settings object for every ReelFarm process (env prefix REELFARM_, or a .env file).
+
+A process reads its settings once, at its entry point (reelfarm/cli.py: `load_settings`),
+and hands the object down; a render node actor gets the launcher's settings as a dict.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ class Settings(BaseSettings):
     secret_key: str = "dev-secret-change-me"
 
     # API
+    # The API's address as its clients reach it, for URLs made outside a request
+    # (`reelfarm mcp` over stdio); a request's own base URL wins where there is one.
+    public_url: str = "http://127.0.0.1:8000"
     max_upload_bytes: int = 1 << 30
     # Content-addressed blobs (/api/v1/blobs): one presigned PUT each, so at most 5 GiB.
     max_blob_bytes: int = Field(default=5 << 30, ge=1, le=5 << 30)
@@ -127,3 +134,9 @@ class Settings(BaseSettings):
     @property
     def heartbeat_interval_seconds(self) -> float:
         return max(0.2, self.node_timeout_seconds / 4)
+
+
+def load_settings(**overrides) -> Settings:
+    """This process's settings: the REELFARM_* environment (and .env), then `overrides`
+    that are not None (a command's flags)."""
+    return Settings(**{name: value for name, value in overrides.items() if value is not None})

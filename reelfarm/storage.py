@@ -30,6 +30,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from reelfarm.settings import Settings
+
 CHUNK_BYTES = 1 << 20
 # S3 verifies a whole-object SHA-256 only on a single PUT (multipart full-object
 # checksums are CRC-only), and a single PUT is capped at 5 GiB.
@@ -491,4 +493,14 @@ def storage_from_url(
         )
     raise ValueError(
         f"unsupported storage URL {url!r}: expected file:///absolute/path or s3://bucket[/prefix]"
+    )
+
+
+def open_storage(settings: Settings, *, spool_dir: Path | None = None) -> Storage:
+    """The settings' storage; uploads spool in `spool_dir` (default: the work dir's uploads/)."""
+    return storage_from_url(
+        settings.resolved_storage_url,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        spool_dir=spool_dir or settings.resolved_work_dir / "uploads",
     )

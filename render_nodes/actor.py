@@ -14,7 +14,7 @@ import socket
 import ray
 
 from reelfarm.settings import Settings
-from reelfarm.storage import storage_from_url
+from reelfarm.storage import open_storage
 from render_nodes.faces import make_detector
 from render_nodes.node import NodeCore, detect_capabilities
 from render_nodes.scheduler_link import SchedulerLink
@@ -30,15 +30,10 @@ class RenderNode:
 
     def __init__(self, node_id: str, settings: dict, scheduler_address: str) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        self.settings = Settings(**settings)
+        self.settings = Settings.model_validate(settings)  # the launcher's, as start_render_nodes sent them
         work_dir = self.settings.resolved_work_dir / node_id
         work_dir.mkdir(parents=True, exist_ok=True)
-        storage = storage_from_url(
-            self.settings.resolved_storage_url,
-            endpoint_url=self.settings.s3_endpoint_url,
-            region=self.settings.s3_region,
-            spool_dir=work_dir,
-        )
+        storage = open_storage(self.settings, spool_dir=work_dir)
         # Loaded once per node; a configured detector that cannot load stops the node
         # here (DetectorUnavailable says why) rather than render unframed clips.
         detector = None

@@ -21,6 +21,8 @@ from os import PathLike
 
 from pysubs2 import Alignment, Color, SSAEvent, SSAFile, SSAStyle
 
+from reelfarm.transcript import Word
+
 PRESETS = ("none", "beasty", "karaoke", "mozi")
 
 # Debian's fonts-dejavu-core. The width estimate below is measured on it; with another
@@ -44,13 +46,6 @@ _EM_PER_FONT_SIZE = 0.86
 _NARROW_CHARS = frozenset(" 'ijlIJ/\\|,.:;-f!()[]\u2019")
 _WIDE_CHARS = frozenset("mwMW@%&\u2014\u2026")
 _NARROW_EM, _LOWER_EM, _UPPER_EM, _WIDE_EM = 0.46, 0.72, 0.86, 1.11
-
-
-@dataclass(frozen=True)
-class Word:
-    text: str
-    start: float  # seconds, in the SOURCE video's timeline
-    end: float
 
 
 @dataclass(frozen=True)

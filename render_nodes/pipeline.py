@@ -33,7 +33,8 @@ import numpy as np
 
 from reelfarm.geometry import centre_crop
 from reelfarm.media import MediaError, MediaInfo, normal_rotation, probe
-from render_nodes.captions import Word, ass_filter, build_caption_track
+from reelfarm.transcript import Word
+from render_nodes.captions import ass_filter, build_caption_track
 from render_nodes.ffmpeg import Cancelled, FfmpegPipe, run_ffmpeg
 from render_nodes.reframe import (
     CameraState,

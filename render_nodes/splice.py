@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from reelfarm.media import probe
-from render_nodes.captions import Word
+from reelfarm.transcript import Word
 
 # Decode from a little before the first kept frame: frames whose timestamps round to
 from render_nodes.ffmpeg import run_ffmpeg

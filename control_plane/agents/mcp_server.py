@@ -57,14 +57,12 @@ from control_plane.deps import api_key_from
 from reelfarm.models.accounts import Account
 from reelfarm.models.batches import BatchItem
 from reelfarm.settings import Settings
-from reelfarm.storage import Storage
+from reelfarm.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 
 READ_SCOPE = "assets:read"
 API_KEY_ENV = "REELFARM_API_KEY"
-PUBLIC_URL_ENV = "REELFARM_PUBLIC_URL"
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 NOT_FOUND = "asset not found"
 MISSING_KEY = "missing API key: send Authorization: Bearer rf_live_... or X-API-Key"
 SEARCH_LIMIT_MAX = 100
@@ -140,20 +138,16 @@ def fixed_api_key(plaintext: str) -> ApiKeyResolver:
     return lambda _ctx: plaintext
 
 
-def public_url_from_env() -> str:
-    return os.environ.get(PUBLIC_URL_ENV, "").strip().rstrip("/") or DEFAULT_PUBLIC_URL
-
-
 def build_mcp_server(settings: Settings, session_factory: sessionmaker[Session], storage: Storage, *,
                      api_key_resolver: ApiKeyResolver, public_url: str | None = None) -> MCPServer:  # fmt: skip
     """The MCP server with its tools and resource template.
 
     `api_key_resolver(ctx)` gives the plaintext key for the call in hand (`http_api_key`
     for HTTP, `fixed_api_key(key)` for stdio); it is checked on every call. Download URLs
-    start with the calling HTTP request's base URL, else with `public_url` (default:
-    REELFARM_PUBLIC_URL, else http://127.0.0.1:8000); on S3 they are presigned S3 URLs.
+    start with the calling HTTP request's base URL, else with `public_url` (default: the
+    settings' public_url, REELFARM_PUBLIC_URL); on S3 they are presigned S3 URLs.
     """
-    fallback_url = (public_url or public_url_from_env()).rstrip("/")
+    fallback_url = (public_url or settings.public_url).strip().rstrip("/")
     # No subscriptions: the tool and resource lists never change, and a subscriptions/listen
     # stream would only hold an HTTP request open.
     server = MCPServer("reelfarm", title="ReelFarm assets", instructions=INSTRUCTIONS, version=_version(),
@@ -349,16 +343,13 @@ def _existing_database(settings: Settings) -> sessionmaker[Session]:
 def run_stdio(settings: Settings, *, api_key: str | None = None, public_url: str | None = None) -> None:
     """Serve MCP over stdin/stdout until the client closes it (`reelfarm mcp`).
 
-    The key is `api_key` or REELFARM_API_KEY; download URLs start with `public_url` or
-    REELFARM_PUBLIC_URL (default http://127.0.0.1:8000), the control plane's address as
-    the agent reaches it. Exits with status 2 and a message on stderr when the key is
+    The key is `api_key` or REELFARM_API_KEY (the agent's credential, not a server setting);
+    download URLs start with `public_url` or the settings' (REELFARM_PUBLIC_URL), the
+    control plane's address as the agent reaches it. Exits with status 2 and a message on stderr when the key is
     missing, unknown, revoked or lacks assets:read, or the database cannot be read.
     Nothing but MCP messages is written to stdout.
     """
     from sqlalchemy.exc import SQLAlchemyError
-
-    # Late: main.py imports this module (it routes /mcp here).
-    from control_plane.main import make_storage
 
     key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
     if not key:
@@ -372,14 +363,8 @@ def run_stdio(settings: Settings, *, api_key: str | None = None, public_url: str
         _exit(f"{API_KEY_ENV} refused: {exc.message}")
     except SQLAlchemyError as exc:
         _exit(f"cannot read the ReelFarm database: {type(exc).__name__}: {str(exc).splitlines()[0]}")
-    server = build_mcp_server(settings, session_factory, make_storage(settings), api_key_resolver=fixed_api_key(key),
+    server = build_mcp_server(settings, session_factory, open_storage(settings), api_key_resolver=fixed_api_key(key),
                               public_url=public_url)  # fmt: skip
     log.info("serving MCP over stdio for account %r", account_name)
     server.run("stdio")
 
-
-if __name__ == "__main__":
-    # Through the package's module, so `python -m` does not make a second copy of it.
-    from control_plane.agents.mcp_server import run_stdio as _run_stdio
-
-    _run_stdio(Settings())

@@ -2,7 +2,8 @@
 
 - :mod:`.audio`: mono PCM16 from any source via ffmpeg; a loudness profile.
 - :mod:`.vad`: speech segments (WebRTC VAD) and silence-aligned chunk plans.
-- :mod:`.transcribe`: timed words (PocketSphinx on CPU; faster-whisper where installed).
+- :mod:`.transcribe`: timed words (reelfarm.transcript.Word; PocketSphinx on CPU, faster-whisper
+  where installed).
 - :mod:`.diarize`: voice features (MFCC statistics per window of speech); analysis.speakers
   clusters them into speaker turns.
 
@@ -17,7 +18,6 @@ from render_nodes.speech.transcribe import (
     PocketSphinxTranscriber,
     Transcriber,
     TranscriberUnavailable,
-    Word,
     available_backends,
     make_transcriber,
 )
@@ -28,7 +28,6 @@ __all__ = [
     "PocketSphinxTranscriber",
     "Transcriber",
     "TranscriberUnavailable",
-    "Word",
     "available_backends",
     "decode_pcm16",
     "loudness_profile",

@@ -93,12 +93,12 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from reelfarm.transcript import Word
 from render_nodes.speech.audio import BYTES_PER_SAMPLE, pcm_seconds, pcm_to_float
 from render_nodes.speech.vad import speech_segments
 
@@ -111,14 +111,6 @@ POCKETSPHINX_OPTIONS: dict[str, Any] = {"fwdflat": False, "maxhmmpf": 3000, "wbe
 # Audio handed to the decoder per call (0.25 s): each call holds the GIL for ~25 ms.
 FEED_BYTES = 16000 // 4 * 2
 _ALTERNATE = re.compile(r"\(\d+\)$")
-
-
-@dataclass(frozen=True)
-class Word:
-    text: str
-    start: float  # seconds, absolute: the offset given plus the time in the PCM
-    end: float
-    confidence: float | None = None  # 0..1 where the backend gives one
 
 
 @runtime_checkable

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from control_plane.accounts import service as accounts
 from control_plane.agents.mcp_server import MISSING_KEY, NOT_FOUND
 from control_plane.blobs import service as blobs
-from control_plane.main import create_app, make_storage
+from control_plane.main import create_app
 from reelfarm.database import (
     make_engine,
     make_session_factory,
@@ -45,6 +45,7 @@ from reelfarm.models.accounts import ApiKey
 from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformAsset
 from reelfarm.models.blobs import Asset, Blob
 from reelfarm.settings import Settings
+from reelfarm.storage import open_storage
 
 PUBLIC_URL = "http://agents.example.test:8123"
 CALL_TIMEOUT = 60
@@ -106,7 +107,7 @@ def _batch(session, world: World, account, ref: str, status: str, items: list[di
 def world(settings, tmp_path):
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
-    world = World(settings=settings, session_factory=make_session_factory(engine), storage=make_storage(settings))
+    world = World(settings=settings, session_factory=make_session_factory(engine), storage=open_storage(settings))
     files = tmp_path / "files"
     files.mkdir()
     for label, data in {"cat.mp4": b"\x00\x00\x00\x18ftypmp42 cat video bytes", "cat.jpg": b"\xff\xd8\xff cat preview",
@@ -497,7 +498,7 @@ def test_stdio_refuses_to_start(world, tmp_path, case):
     expected = {"missing": "REELFARM_API_KEY is not set", "invalid": accounts.INVALID_KEY,
                 "revoked": accounts.INVALID_KEY, "no-scope": accounts.missing_scope("assets:read"),
                 "no-database": "no ReelFarm database at"}[case]  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "control_plane.agents.mcp_server"], check=False, input="",
+    proc = subprocess.run([sys.executable, "-m", "reelfarm.cli", "mcp"], check=False, input="",
                           capture_output=True,
                           text=True, timeout=CALL_TIMEOUT, cwd=tmp_path,
                           env={**{k: v for k, v in os.environ.items() if not k.startswith("REELFARM_")}, **env})  # fmt: skip

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from pysubs2 import Color
 
-from render_nodes.captions import _LOOKS, Word, caption_area
+from reelfarm.transcript import Word
+from render_nodes.captions import _LOOKS, caption_area
 from render_nodes.pipeline import RenderRequest, render_clip
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")

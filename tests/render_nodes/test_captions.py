@@ -11,9 +11,9 @@ import numpy as np
 import pysubs2
 import pytest
 
+from reelfarm.transcript import Word
 from render_nodes.captions import (
     PRESETS,
-    Word,
     ass_filter,
     build_caption_track,
     caption_area,

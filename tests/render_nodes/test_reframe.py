@@ -230,7 +230,8 @@ def test_pad_shot_shows_the_whole_frame_on_a_blurred_fill(face_video, detector, 
 
 
 def test_captions_are_burned_in_only_when_a_preset_is_on(face_video, detector, tmp_path):
-    from render_nodes.captions import Word, caption_area
+    from reelfarm.transcript import Word
+    from render_nodes.captions import caption_area
 
     words = [Word(text, 0.5 + 0.4 * i, 0.85 + 0.4 * i) for i, text in enumerate("this is a caption test".split())]
     on, size = _render(face_video, None, tmp_path / "on", caption_preset="karaoke", words=words)

@@ -18,11 +18,11 @@ from analysis.speakers import Turn, cluster_speakers
 from harness import speech_samples as ss
 from reelfarm.media import MediaError
 from reelfarm.samples import make_sample_video
+from reelfarm.transcript import Word
 from render_nodes.speech import (
     PocketSphinxTranscriber,
     Transcriber,
     TranscriberUnavailable,
-    Word,
     available_backends,
     decode_pcm16,
     loudness_profile,

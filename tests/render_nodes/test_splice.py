@@ -13,7 +13,7 @@ import pytest
 from reelfarm.geometry import output_size
 from reelfarm.media import probe
 from reelfarm.samples import make_sample_video
-from render_nodes.captions import Word
+from reelfarm.transcript import Word
 from render_nodes.ffmpeg import Cancelled, FfmpegFailed
 from render_nodes.pipeline import RenderRequest, render_clip
 from render_nodes.splice import (

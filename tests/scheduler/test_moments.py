@@ -10,13 +10,13 @@ from analysis.moments import (
     PAUSE_SECONDS,
     Moment,
     SourceAnalysis,
-    Word,
     candidates,
     infer_genre,
     score_candidates,
     select_moments,
 )
 from harness.scripted_speech import layout, opts
+from reelfarm.transcript import Word
 
 FILLER = [
     "we talked about the weather and the garden last week",
