@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 
-TERMINAL = {"completed", "failed", "cancelled"}
+from reelfarm.states import JOB_MACHINE
+
+TERMINAL = JOB_MACHINE.terminal
 
 
 class ApiFailure(Exception):

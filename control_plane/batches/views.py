@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from control_plane import envelope
 from control_plane.accounts.service import owned, require_scope
 from control_plane.batches import service
 from control_plane.blobs import service as blobs
@@ -30,10 +31,6 @@ from reelfarm.storage import Storage
 router = APIRouter(prefix="/api/v1", tags=["v1 ingest"])
 
 BatchStatus = Literal["pending_review", "approved", "rejected", "distributed"]
-
-
-def _ok(message: str, data) -> dict:
-    return {"success": True, "message": message, "data": data}
 
 
 class BatchRequest(BaseModel):
@@ -73,15 +70,15 @@ def submit_batch(body: BatchRequest, request: Request, account: AssetsWriteAccou
                                           work_dir=settings.resolved_work_dir, manifest=body.manifest)  # fmt: skip
     data = service.batch_view(session=session, batch=batch, with_items=False)
     if created:
-        return _ok("batch accepted: its items are pending review", data)
-    return JSONResponse(_ok("batch already submitted with this manifest", data), status_code=200)
+        return envelope.ok("batch accepted: its items are pending review", data)
+    return JSONResponse(envelope.ok("batch already submitted with this manifest", data), status_code=200)
 
 
 @router.get("/batches", summary="The account's batches, newest first; filter by status")
 def list_batches(account: AssetsReadAccount, session: SessionDep, status: BatchStatus | None = None,
                  limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0, le=service.MAX_OFFSET)):  # fmt: skip
     batches = service.list_batches(session=session, account=account, status=status, limit=limit, offset=offset)
-    return _ok(f"{len(batches)} batches",
+    return envelope.ok(f"{len(batches)} batches",
                {"batches": [service.batch_view(session=session, batch=b, with_items=False) for b in batches]})
 
 
@@ -91,7 +88,7 @@ def get_batch(batch_id: str, request: Request, account: AssetsReadAccount, sessi
     batch = service.get_batch(session=session, account=account, batch_id=batch_id)
     render = blob_renderer(session=session, account=account, settings=settings, storage=storage, request=request,
                            with_urls=False)  # fmt: skip
-    return _ok("batch", service.batch_view(session=session, batch=batch, blob_view=render))
+    return envelope.ok("batch", service.batch_view(session=session, batch=batch, blob_view=render))
 
 
 def _reviewer(principal) -> str:
@@ -109,7 +106,7 @@ def approve_batch(batch_id: str, principal: CurrentPrincipal, session: SessionDe
     user_id = _reviewer(principal)
     batch = service.move_batch(session=session, batch=batch, target="approved", user_id=user_id,
                                reason=body.reason if body else None)  # fmt: skip
-    return _ok("batch approved", service.batch_view(session=session, batch=batch, with_items=False))
+    return envelope.ok("batch approved", service.batch_view(session=session, batch=batch, with_items=False))
 
 
 @router.post("/batches/{batch_id}/reject", summary="Reject a batch with a reason (owner/admin)")
@@ -117,7 +114,7 @@ def reject_batch(batch_id: str, body: Rejection, principal: CurrentPrincipal, se
     batch = service.get_batch(session=session, account=principal.account, batch_id=batch_id)
     user_id = _reviewer(principal)
     batch = service.move_batch(session=session, batch=batch, target="rejected", user_id=user_id, reason=body.reason)
-    return _ok("batch rejected", service.batch_view(session=session, batch=batch, with_items=False))
+    return envelope.ok("batch rejected", service.batch_view(session=session, batch=batch, with_items=False))
 
 
 @router.post("/batches/{batch_id}/distribute", summary="Mark an approved batch distributed")
@@ -128,7 +125,7 @@ def distribute_batch(batch_id: str, principal: CurrentPrincipal, session: Sessio
     else:
         require_scope(principal, "assets:write")
     batch = service.move_batch(session=session, batch=batch, target="distributed")
-    return _ok("batch distributed", service.batch_view(session=session, batch=batch, with_items=False))
+    return envelope.ok("batch distributed", service.batch_view(session=session, batch=batch, with_items=False))
 
 
 @router.get("/assets", summary="Ingested items with their platform assets; filter by status, tag, category, platform, text")
@@ -142,7 +139,7 @@ def list_items(request: Request, account: AssetsReadAccount, session: SessionDep
                                offset=offset)  # fmt: skip
     render = blob_renderer(session=session, account=account, settings=settings, storage=storage, request=request,
                            with_urls=False)  # fmt: skip
-    return _ok(f"{len(items)} items", {"items": [service.item_view(session=session, item=i, blob_view=render)
+    return envelope.ok(f"{len(items)} items", {"items": [service.item_view(session=session, item=i, blob_view=render)
                                                  for i in items]})  # fmt: skip
 
 
@@ -152,4 +149,4 @@ def get_item(item_id: str, request: Request, account: AssetsReadAccount, session
     item = owned(session, BatchItem, item_id, account, "asset")
     render = blob_renderer(session=session, account=account, settings=settings, storage=storage, request=request,
                            with_urls=True)  # fmt: skip
-    return _ok("asset", service.item_view(session=session, item=item, blob_view=render))
+    return envelope.ok("asset", service.item_view(session=session, item=item, blob_view=render))

@@ -24,16 +24,15 @@ from pathlib import Path
 
 import magic
 
+from control_plane.blobs import svg
+from control_plane.blobs.format_error import FormatError
+
 SNIFF_BYTES = 64 * 1024
 FFPROBE_TIMEOUT_S = 30
 MAX_IMAGE_PIXELS = 100_000_000
 MAX_SVG_BYTES = 16 << 20
 # Packets ffprobe decodes to prove the streams are decodable (then it flushes decoders).
 DECODE_PACKETS = 64
-
-
-class FormatError(ValueError):
-    """The bytes are not a supported format, or not the declared one (a 400/422 message)."""
 
 
 @dataclass(frozen=True)
@@ -448,8 +447,6 @@ def _check_pixels(size: tuple[int, int]) -> None:
 
 
 def _validate_svg(path: Path) -> dict:
-    from control_plane.blobs import svg
-
     with open(path, "rb") as f:
         data = f.read(MAX_SVG_BYTES + 1)
     if len(data) > MAX_SVG_BYTES:

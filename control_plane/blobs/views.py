@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from control_plane import envelope
 from control_plane.blobs import service
 from control_plane.deps import (
     AssetsReadAccount,
@@ -21,10 +22,6 @@ from control_plane.uploads import BackgroundWrites
 from reelfarm.storage import BlobTooLarge
 
 router = APIRouter(prefix="/api/v1", tags=["v1 ingest"])
-
-
-def _ok(message: str, data) -> dict:
-    return {"success": True, "message": message, "data": data}
 
 
 def base_url(request: Request) -> str:
@@ -52,7 +49,7 @@ def upload_urls(body: UploadUrlsRequest, request: Request, account: AssetsWriteA
         session=session, account=account, storage=storage, settings=settings, base_url=base_url(request),
         requests=[service.UploadRequest(b.sha256, b.content_type, b.size_bytes) for b in body.blobs],
     )
-    return _ok(f"{sum(a['status'] == 'upload_required' for a in answers)} to upload", {"blobs": answers})
+    return envelope.ok(f"{sum(a['status'] == 'upload_required' for a in answers)} to upload", {"blobs": answers})
 
 
 @router.put("/blobs/uploads/{token}", summary="Receive a blob's bytes (local storage's presigned URL)")
@@ -93,7 +90,7 @@ async def receive_upload(token: str, request: Request, session: SessionDep, sett
     finally:
         await writes.settle()
         writer.abort()  # no-op once committed
-    return _ok("blob verified", {"sha256": sha, "asset_id": asset.id, "status": "verified"})
+    return envelope.ok("blob verified", {"sha256": sha, "asset_id": asset.id, "status": "verified"})
 
 
 @router.get("/blobs/downloads/{token}", summary="A blob or preview by signed URL (local storage)")
@@ -114,7 +111,7 @@ def download(token: str, settings: SettingsDep, storage: StorageDep):
 def list_blobs(request: Request, account: AssetsReadAccount, session: SessionDep, settings: SettingsDep,
                storage: StorageDep):  # fmt: skip
     assets = service.list_assets(session=session, account=account)
-    return _ok(f"{len(assets)} blobs", {"blobs": [
+    return envelope.ok(f"{len(assets)} blobs", {"blobs": [
         service.asset_view(session=session, asset=a, settings=settings, storage=storage, base_url=base_url(request),
                            with_urls=False) for a in assets]})  # fmt: skip
 
@@ -129,6 +126,6 @@ def get_blob(sha256: str, request: Request, account: AssetsReadAccount, session:
         raise ApiError(404, "blob not found")
     if isinstance(found, str):  # this account's own staged upload failed its checks
         raise ApiError(422, f"blob rejected: {found}")
-    return _ok("blob", service.asset_view(session=session, asset=found, settings=settings, storage=storage,
+    return envelope.ok("blob", service.asset_view(session=session, asset=found, settings=settings, storage=storage,
                                          base_url=base_url(request)))  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Live job progress for WebSocket and SSE clients: one snapshot reader, two wire formats.
+"""Live job progress for WebSocket and SSE clients: one snapshot reader, two wire formats (jobs/shapes.py).
 
 Progress reaches the database from the scheduler (throttled); each connection re-reads
 its job's row every `poll_seconds` and sends only changes, ending after a terminal
@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from control_plane.jobs.service import millis
-from reelfarm.models.jobs import Job
+from control_plane.jobs.shapes import JobSnapshot
+from reelfarm.models import Job
 from reelfarm.states import JOB_MACHINE
 
 POLL_SECONDS = 0.5
@@ -21,25 +21,14 @@ POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0
 
 
-def snapshot(job: Job) -> dict:
-    return {
-        "jobId": job.id,
-        "status": job.status,
-        "stage": job.stage,
-        "progress_percent": round(job.progress_percent or 0.0, 1),
-        "error": job.error,
-        "updatedAt": millis(job.updated_at),
-    }
-
-
 async def job_updates(session_factory: Callable, job_id: str, poll_seconds: float = POLL_SECONDS
-                      ) -> AsyncIterator[dict | None]:
+                      ) -> AsyncIterator[JobSnapshot | None]:
     """Yield a snapshot whenever the job changes (None as a keep-alive tick); stop after a terminal one."""
 
-    def read() -> dict | None:
+    def read() -> JobSnapshot | None:
         with session_factory() as session:
             job = session.get(Job, job_id)
-            return snapshot(job) if job is not None else None
+            return JobSnapshot.of(job) if job is not None else None
 
     last, idle = None, 0.0
     while True:
@@ -49,7 +38,7 @@ async def job_updates(session_factory: Callable, job_id: str, poll_seconds: floa
         if current != last:
             last, idle = current, 0.0
             yield current
-            if JOB_MACHINE.is_terminal(current["status"]):
+            if JOB_MACHINE.is_terminal(current.status):
                 return
         else:
             idle += poll_seconds

@@ -9,7 +9,7 @@ from starlette.websockets import WebSocketDisconnect
 from control_plane.accounts.service import require_scope
 from control_plane.deps import principal_from
 from control_plane.errors import ApiError
-from control_plane.jobs import service
+from control_plane.jobs import service, shapes
 from control_plane.jobs.events import job_updates
 
 router = APIRouter(tags=["reels"])
@@ -34,7 +34,7 @@ async def job_socket(websocket: WebSocket, jobId: str = ""):
     try:
         async for update in job_updates(factory, jobId):
             if update is not None:
-                await websocket.send_json({"type": "job", **update})
+                await websocket.send_json(shapes.reels_update(update))
         await websocket.close()
     except WebSocketDisconnect:
         pass

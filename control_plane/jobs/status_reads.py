@@ -13,7 +13,7 @@ measured on this path, a one-row read cost 205-240 us of API CPU on psycopg and 
 on asyncpg; batched 32 at a time, 36-46 us against 8-10 us per read (bench/RESULTS.md).
 
 Cookie logins and other databases (SQLite, the embedded default) take the ORM path; both
-build the response with jobs.service.render_job_view.
+answer with jobs.shapes.reels_job over a JobSnapshot.
 """
 
 from __future__ import annotations
@@ -24,26 +24,32 @@ from dataclasses import dataclass
 
 import orjson
 
+from control_plane.jobs.shapes import JobSnapshot
+from reelfarm.states import TASK_KIND_ORDER
+
 # One row per requested (key, job) pair whose key is active; `ord` says which pair.
 _SQL = """
-SELECT q.ord, k.scopes::text, j.id, j.original_name, j.status, j.stage, j.progress_percent, j.error,
-       j.created_at, j.updated_at, j.options::text,
+SELECT q.ord, k.scopes::text, j.id, j.original_name, j.video_id, j.status, j.stage, j.progress_percent, j.error,
+       j.cancel_requested_at IS NOT NULL, j.created_at, j.updated_at, j.options::text,
        (SELECT count(*) FROM artifacts ar WHERE ar.job_id = j.id AND ar.filename LIKE '%.mp4') AS clip_count,
        (SELECT json_agg(json_build_object(
                  'kind', t.kind, 'index', t.task_index, 'state', t.state, 'stage', t.stage,
                  'progress_percent', t.progress_percent, 'attempts', t.attempts, 'error', t.error)
-               ORDER BY CASE t.kind WHEN 'transcribe' THEN 0 WHEN 'analyze' THEN 1 ELSE 2 END, t.task_index)::text
+               ORDER BY {kind_rank}, t.task_index)::text
           FROM tasks t WHERE t.job_id = j.id) AS tasks
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(key_hash, job_id, ord)
 JOIN api_keys k ON k.key_hash = q.key_hash AND k.revoked_at IS NULL
 LEFT JOIN jobs j ON j.id = q.job_id AND j.account_id = k.account_id
-"""
+""".format(kind_rank="CASE t.kind " + " ".join(f"WHEN '{kind}' THEN {rank}" for rank, kind in enumerate(TASK_KIND_ORDER))
+           + " END")  # the order a job's tasks run in, as the ORM path sorts them
 
 
 @dataclass(frozen=True)
 class StatusRow:
     scopes: list[str] | None  # None: every scope
-    job: dict | None  # render_job_view's arguments; None: no such job in the key's account
+    job: JobSnapshot | None  # None: no such job in the key's account
+    clip_count: int = 0
+    tasks: list[dict] | None = None
 
 
 class JobStatusReads:
@@ -165,14 +171,15 @@ async def _nothing_to_reset(connection) -> None:
 def _status_row(record) -> StatusRow | None:
     if record is None:
         return None
-    _, scopes, job_id, name, status, stage, progress, error, created, updated, options, clips, tasks = record
+    (_, scopes, job_id, name, video_id, status, stage, progress, error, cancel_requested, created, updated, options,
+     clips, tasks) = record  # fmt: skip
     scopes = orjson.loads(scopes) if scopes is not None else None
     if job_id is None:
         return StatusRow(scopes=scopes, job=None)
-    job = {"job_id": job_id, "original_name": name, "status": status, "stage": stage, "progress_percent": progress,
-           "error": error, "created_at": created, "updated_at": updated, "options": orjson.loads(options),
-           "clip_count": clips, "tasks": orjson.loads(tasks) if tasks is not None else []}  # fmt: skip
-    return StatusRow(scopes=scopes, job=job)
+    job = JobSnapshot(id=job_id, original_name=name, video_id=video_id, status=status, stage=stage,
+                      progress_percent=progress or 0.0, error=error, cancel_requested=cancel_requested,
+                      created_at=created, updated_at=updated, options=orjson.loads(options))  # fmt: skip
+    return StatusRow(scopes=scopes, job=job, clip_count=clips, tasks=orjson.loads(tasks) if tasks is not None else [])
 
 
 def _asyncpg_dsn(database_url: str) -> str | None:

@@ -18,10 +18,10 @@ from control_plane.deps import (
     principal_from,
 )
 from control_plane.errors import ApiError
-from control_plane.jobs import service
+from control_plane.jobs import service, shapes
 from control_plane.jobs.schemas import parse_options
 from control_plane.routing import PlainRoute
-from control_plane.uploads import receive_multipart
+from control_plane.videos import service as videos
 from reelfarm.options import ProcessOptions
 
 router = APIRouter(prefix="/api", tags=["reels"])
@@ -59,23 +59,12 @@ async def upload(
         if name == "options":
             parsed["options"] = parse_options(value)
 
-    received = await receive_multipart(
-        request,
-        file_field="video",
-        open_writer=lambda: storage.open_writer(max_bytes=settings.max_upload_bytes),
-        max_bytes=settings.max_upload_bytes,
-        on_field=on_field,
-    )
-    if received.writer is None:
-        raise ApiError(400, "video file required")
-    options = parsed.get("options") or ProcessOptions()
-    try:
-        video = service.create_video_from_upload(
-            session=session, account=account, writer=received.writer, original_name=received.filename or "video"
-        )
-        job = service.create_job(session=session, account=account, video=video, options=options, settings=settings)
-    finally:
-        received.writer.abort()  # no-op once committed
+    received = await videos.receive_video(request, session=session, account=account, settings=settings,
+                                          storage=storage, file_field="video", missing_message="video file required",
+                                          on_field=on_field)  # fmt: skip
+    video = received.video
+    job = service.create_job(session=session, account=account, video=video,
+                             options=parsed.get("options") or ProcessOptions(), settings=settings)  # fmt: skip
     request.app.state.job_listener(job.id)
     return {
         "jobId": job.id,
@@ -108,7 +97,8 @@ async def get_job(request: Request, job_id: str) -> Response:
         raise ApiError(403, accounts.missing_scope("jobs:read"))
     if row.job is None:
         raise ApiError(404, "job not found")
-    return Response(orjson.dumps(service.render_job_view(**row.job)), media_type="application/json")
+    return Response(orjson.dumps(shapes.reels_job(row.job, clip_count=row.clip_count, tasks=row.tasks)),
+                    media_type="application/json")
 
 
 def _get_job_orm(request: Request, job_id: str) -> JSONResponse:

@@ -19,6 +19,7 @@ from reelfarm.models.jobs import Job
 from reelfarm.models.projects import Project
 from reelfarm.models.tasks import Task
 from reelfarm.models.videos import Video
+from reelfarm.states import ACTIVE_JOB_STATUSES, JobStatus, TaskKind, TaskState
 
 PREVIEW_TTL_SECONDS = 3600
 
@@ -67,7 +68,7 @@ def job_for_call(*, session: Session, account: Account, call_id: str) -> Job:
 def video_clips(*, session: Session, video: Video) -> list[tuple[Clip, Job]]:
     rows = session.execute(
         select(Clip, Job).join(Job, Job.id == Clip.job_id)
-        .where(Job.video_id == video.id, Job.status == "completed").order_by(Job.created_at, Clip.clip_index)
+        .where(Job.video_id == video.id, Job.status == JobStatus.completed).order_by(Job.created_at, Clip.clip_index)
     )  # fmt: skip
     return [(c, j) for c, j in rows]
 
@@ -78,13 +79,13 @@ def video_summary(*, session: Session, video: Video) -> dict:
     Clips are render tasks; a job still finding its moments has no clips yet."""
     states = dict(session.execute(
         select(Task.state, func.count()).join(Job, Job.id == Task.job_id)
-        .where(Job.video_id == video.id, Task.kind == "render").group_by(Task.state)
+        .where(Job.video_id == video.id, Task.kind == TaskKind.render).group_by(Task.state)
     ).all())  # fmt: skip
-    ready = states.get("completed", 0)
-    failed = states.get("failed", 0) + states.get("cancelled", 0)
+    ready = states.get(TaskState.completed, 0)
+    failed = states.get(TaskState.failed, 0) + states.get(TaskState.cancelled, 0)
     total = sum(states.values())
     busy = session.scalar(select(func.count()).select_from(Job).where(
-        Job.video_id == video.id, Job.status.in_(["queued", "downloading", "processing"])))  # fmt: skip
+        Job.video_id == video.id, Job.status.in_(ACTIVE_JOB_STATUSES)))  # fmt: skip
     status = "processing" if busy else "ready" if ready else "failed" if failed else video.status
     return {
         "video": {"id": video.id, "title": video.original_name, "status": status},

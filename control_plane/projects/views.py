@@ -10,9 +10,11 @@ from control_plane.clips.views import artifact_response
 from control_plane.deps import JobsReadAccount, JobsWriteAccount, SessionDep, SettingsDep, StorageDep, UploadsAccount
 from control_plane.errors import ApiError
 from control_plane.jobs import service as jobs
+from control_plane.jobs import shapes
 from control_plane.jobs.schemas import parse_options
 from control_plane.projects import service
-from control_plane.uploads import receive_multipart
+from control_plane.videos import service as videos
+from reelfarm.states import ACTIVE_JOB_STATUSES
 
 router = APIRouter(prefix="/api/dev", tags=["dev"])
 
@@ -50,31 +52,25 @@ def create_project(body: NewProject, account: UploadsAccount, session: SessionDe
              summary="Upload a video into a project (multipart: file, account_id, project_id); status uploaded")
 async def upload_video(request: Request, account: UploadsAccount, session: SessionDep, settings: SettingsDep,
                        storage: StorageDep):
-    fields: dict[str, str] = {}
-    received = await receive_multipart(
-        request, file_field="file", open_writer=lambda: storage.open_writer(max_bytes=settings.max_upload_bytes),
-        max_bytes=settings.max_upload_bytes, on_field=fields.__setitem__,
-    )  # fmt: skip
-    if received.writer is None:
-        raise ApiError(400, "file required")
-    try:
+    def project_named(fields: dict[str, str]):
         service.check_account(account, fields.get("account_id"))
         if not fields.get("project_id"):
             raise ApiError(400, "project_id required")
-        project = service.get_project(session=session, account=account, project_id=fields["project_id"])
-        video = jobs.create_video_from_upload(session=session, account=account, writer=received.writer,
-                                              original_name=received.filename or "video")  # fmt: skip
-        video.project_id = project.id
-        session.commit()
-    finally:
-        received.writer.abort()  # no-op once committed
+        return service.get_project(session=session, account=account, project_id=fields["project_id"])
+
+    received = await videos.receive_video(request, session=session, account=account, settings=settings,
+                                          storage=storage, file_field="file", missing_message="file required",
+                                          check_fields=project_named)  # fmt: skip
+    video, project = received.video, received.checked
+    video.project_id = project.id
+    session.commit()
     return {"video": {"id": video.id, "title": video.original_name, "status": video.status,
                       "project_id": project.id, "duration_seconds": video.duration_seconds}}  # fmt: skip
 
 
 @router.post("/process-video-submit", summary="Start clip generation for an uploaded video; returns a callId")
 def submit(body: Submit, request: Request, account: JobsWriteAccount, session: SessionDep, settings: SettingsDep):
-    video = jobs.get_video(session=session, account=account, video_id=body.videoId)
+    video = videos.get_video(session=session, account=account, video_id=body.videoId)
     options = parse_options({"numClips": body.maxClips, "minDuration": body.minDuration,
                              "maxDuration": body.maxDuration, "aspectRatio": body.aspectRatio,
                              "customInstructions": body.customInstructions})  # fmt: skip
@@ -87,10 +83,9 @@ def submit(body: Submit, request: Request, account: JobsWriteAccount, session: S
 @router.get("/process-video-result", summary="202 while running, 200 with the result when done, 404 unknown call")
 def result(callId: str, account: JobsReadAccount, session: SessionDep, settings: SettingsDep):
     job = service.job_for_call(session=session, account=account, call_id=callId)
-    if job.status in ("queued", "downloading", "processing"):
-        return JSONResponse({"callId": job.id, "status": "running", "progress_percent": round(job.progress_percent, 1)},
-                            status_code=202)  # fmt: skip
-    video = jobs.get_video(session=session, account=account, video_id=job.video_id)
+    if job.status in ACTIVE_JOB_STATUSES:
+        return JSONResponse(shapes.dev_call_running(shapes.JobSnapshot.of(job)), status_code=202)
+    video = videos.get_video(session=session, account=account, video_id=job.video_id)
     clips = [c for c in service.video_clips(session=session, video=video) if c[1].id == job.id]
     return {"callId": job.id, "status": job.status, "error": job.error, "videoId": video.id,
             "clips": [_clip(c, j, settings.secret_key) for c, j in clips]}  # fmt: skip
@@ -111,13 +106,13 @@ def _clip(clip, job, secret: str) -> dict:
 
 @router.get("/videos/{video_id}/clips", summary="The video's rendered clips; preview_url is signed for one hour")
 def list_clips(video_id: str, account: JobsReadAccount, session: SessionDep, settings: SettingsDep):
-    video = jobs.get_video(session=session, account=account, video_id=video_id)
+    video = videos.get_video(session=session, account=account, video_id=video_id)
     return {"clips": [_clip(c, j, settings.secret_key) for c, j in service.video_clips(session=session, video=video)]}
 
 
 @router.get("/videos/{video_id}/summary", summary="The video's processing state and clip counts")
 def summary(video_id: str, account: JobsReadAccount, session: SessionDep):
-    video = jobs.get_video(session=session, account=account, video_id=video_id)
+    video = videos.get_video(session=session, account=account, video_id=video_id)
     return service.video_summary(session=session, video=video)
 
 

@@ -2,7 +2,7 @@
 
 A job starts in `downloading` with no video. A worker of the app's DownloadPool fetches
 the URL through the address guard (control_plane/url_imports/address_guard.py) into storage, probes
-it like an upload (jobs.service.create_video_from_upload), attaches the video and moves
+it like an upload (videos.service.create_video_from_upload), attaches the video and moves
 the job to `queued`, where the scheduler picks it up. Any failure fails the job with a
 readable reason. Jobs still `downloading` when the API starts (it was stopped or
 crashed mid-download) are downloaded again from the start.
@@ -39,12 +39,13 @@ from control_plane.url_imports.address_guard import (
     describe,
     open_url,
 )
-from reelfarm.database import utcnow
+from control_plane.videos import service as videos
+from reelfarm.job_lifecycle import finish_job
 from reelfarm.models.accounts import Account
 from reelfarm.models.jobs import Job
 from reelfarm.options import ProcessOptions
 from reelfarm.settings import Settings
-from reelfarm.states import JOB_MACHINE, JobStatus, transition
+from reelfarm.states import JOB_MACHINE, JobStage, JobStatus, transition
 from reelfarm.storage import BlobTooLarge, BlobWriter, Storage
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def record_progress(*, session: Session, job_id: str, received: int, total: int 
     job = session.get(Job, job_id)
     if job is None or job.status != JobStatus.downloading or job.cancel_requested_at is not None:
         return False
-    job.stage = "downloading"
+    job.stage = JobStage.downloading
     job.progress_percent = round(min(100.0, 100.0 * received / total), 1) if total else 0.0
     session.commit()
     return True
@@ -147,9 +148,9 @@ def attach_video(*, session: Session, job_id: str, writer: BlobWriter, original_
     original_name = "".join(c for c in (original_name or "") if c.isprintable()).strip()
     if original_name:
         job.original_name = original_name[:500]
-    video = jobs.create_video_from_upload(session=session, account=account, writer=writer,
+    video = videos.create_video_from_upload(session=session, account=account, writer=writer,
                                           original_name=job.original_name)  # fmt: skip
-    jobs.check_options_fit(ProcessOptions.model_validate(job.options), video)
+    jobs.check_options_fit(ProcessOptions.from_job(job.options), video)
     job.video_id = video.id
     job.stage = None
     job.progress_percent = 0.0
@@ -163,10 +164,7 @@ def fail_download(*, session: Session, job_id: str, reason: str) -> bool:
     job = session.get(Job, job_id)
     if job is None or job.status != JobStatus.downloading:
         return False
-    transition(JOB_MACHINE, job, JobStatus.failed)
-    job.error = reason[:2000]
-    job.stage = None
-    job.completed_at = utcnow()
+    finish_job(session, job, JobStatus.failed, error=reason)
     session.commit()
     return True
 

@@ -7,34 +7,27 @@ Responses use the `{success, message, data}` envelope; errors `{success: false, 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane import envelope
 from control_plane.clips import service as clips
 from control_plane.deps import JobsReadAccount, JobsWriteAccount, SessionDep, SettingsDep, StorageDep, UploadsAccount
 from control_plane.errors import ApiError
-from control_plane.jobs import service
+from control_plane.jobs import service, shapes
 from control_plane.jobs.events import job_updates
 from control_plane.jobs.schemas import parse_options
-from control_plane.uploads import receive_multipart
+from control_plane.videos import service as videos
 from reelfarm.models.jobs import Job
 from reelfarm.models.videos import Video
+from reelfarm.states import JobStatus
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 
 # The document's `config.quality`, as x264 effort (the encode's preset).
 QUALITY_PRESETS = {"low": "ultrafast", "medium": "veryfast", "high": "medium"}
-
-
-def _ok(message: str, data: dict) -> dict:
-    return {"success": True, "message": message, "data": data}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _video_data(video: Video) -> dict:
@@ -51,23 +44,9 @@ def _video_data(video: Video) -> dict:
             "bitrate_kbps": (video.probe or {}).get("bitrate_kbps"),
             "format": (video.probe or {}).get("format"),
         },
-        "uploaded_at": _iso(video.created_at),
+        "uploaded_at": shapes.iso(video.created_at),
         # Content-addressed: the same bytes always have this address.
         "storage_url": f"sha256:{video.sha256}",
-    }
-
-
-def _job_data(job: Job) -> dict:
-    return {
-        "job_id": job.id,
-        "video_id": job.video_id,
-        "status": job.status,
-        "progress_percent": round(job.progress_percent or 0.0, 1),
-        "current_stage": job.stage,
-        "error": job.error,
-        "cancel_requested": job.cancel_requested_at is not None,
-        "created_at": _iso(job.created_at),
-        "updated_at": _iso(job.updated_at),
     }
 
 
@@ -82,24 +61,15 @@ class NewJob(BaseModel):
 @router.post("/videos/upload", summary="Upload a video (multipart `file`); returns its ffprobe metadata")
 async def upload_video(request: Request, account: UploadsAccount, session: SessionDep, settings: SettingsDep,
                        storage: StorageDep):
-    received = await receive_multipart(
-        request, file_field="file", open_writer=lambda: storage.open_writer(max_bytes=settings.max_upload_bytes),
-        max_bytes=settings.max_upload_bytes,
-    )  # fmt: skip
-    if received.writer is None:
-        raise ApiError(400, "file required")
-    try:
-        video = service.create_video_from_upload(session=session, account=account, writer=received.writer,
-                                                 original_name=received.filename or "video")  # fmt: skip
-        session.commit()
-    finally:
-        received.writer.abort()  # no-op once committed
-    return _ok("Video uploaded successfully", _video_data(video))
+    received = await videos.receive_video(request, session=session, account=account, settings=settings,
+                                          storage=storage, file_field="file", missing_message="file required")  # fmt: skip
+    session.commit()
+    return envelope.ok("Video uploaded successfully", _video_data(received.video))
 
 
 @router.post("/jobs", summary="Create a processing job for an uploaded video")
 def create_job(body: NewJob, request: Request, account: JobsWriteAccount, session: SessionDep, settings: SettingsDep):
-    video = service.get_video(session=session, account=account, video_id=body.video_id)
+    video = videos.get_video(session=session, account=account, video_id=body.video_id)
     config = dict(body.config)
     quality = config.pop("quality", None)
     if quality is not None and quality not in QUALITY_PRESETS:
@@ -109,18 +79,22 @@ def create_job(body: NewJob, request: Request, account: JobsWriteAccount, sessio
     job = service.create_job(session=session, account=account, video=video, options=options, settings=settings,
                              api="v1", webhook_url=body.webhook_url, render_overrides=overrides)  # fmt: skip
     request.app.state.job_listener(job.id)
-    return _ok("Job created", _job_data(job))
+    return envelope.ok("Job created", _job(job))
+
+
+def _job(job: Job) -> dict:
+    return shapes.v1_job(shapes.JobSnapshot.of(job))
 
 
 @router.get("/jobs/{job_id}", summary="A job's status, progress_percent and current_stage")
 def get_job(job_id: str, account: JobsReadAccount, session: SessionDep):
-    return _ok("Job retrieved", _job_data(service.get_job(session=session, account=account, job_id=job_id)))
+    return envelope.ok("Job retrieved", _job(service.get_job(session=session, account=account, job_id=job_id)))
 
 
 @router.get("/jobs/{job_id}/result", summary="The finished job's output (409 until it is completed)")
 def get_result(job_id: str, account: JobsReadAccount, session: SessionDep):
     job = service.get_job(session=session, account=account, job_id=job_id)
-    if job.status != "completed":
+    if job.status != JobStatus.completed:
         raise ApiError(409, f"job is not completed (status {job.status})")
     manifest = clips.manifest(session=session, job=job)
     data = {
@@ -134,14 +108,14 @@ def get_result(job_id: str, account: JobsReadAccount, session: SessionDep):
         # Style DNA arrives with its own issue: no style was extracted for this job.
         "style_json": None,
     }
-    return _ok("Job result retrieved", data)
+    return envelope.ok("Job result retrieved", data)
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a job; its running tasks are stopped on their nodes")
 def cancel_job(job_id: str, request: Request, account: JobsWriteAccount, session: SessionDep):
     job = service.request_cancel(session=session, account=account, job_id=job_id)
     request.app.state.job_listener(job.id)
-    return _ok("Job cancellation requested" if job.status != "cancelled" else "Job cancelled", _job_data(job))
+    return envelope.ok("Job cancellation requested" if job.status != JobStatus.cancelled else "Job cancelled", _job(job))
 
 
 @router.get("/jobs/{job_id}/events", summary="Server-sent events: the job's status, stage and progress as they change",
@@ -158,9 +132,7 @@ async def job_events(job_id: str, request: Request, account: JobsReadAccount, se
             if update is None:
                 yield ": keep-alive\n\n"
                 continue
-            data = {"job_id": update["jobId"], "status": update["status"], "current_stage": update["stage"],
-                    "progress_percent": update["progress_percent"], "error": update["error"]}  # fmt: skip
-            yield f"event: job\ndata: {json.dumps(data)}\n\n"
+            yield f"event: job\ndata: {json.dumps(shapes.v1_event(update))}\n\n"
         yield "event: end\ndata: {}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",

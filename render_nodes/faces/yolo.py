@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from render_nodes.faces import DetectorUnavailable, FaceBox
+from render_nodes.faces.base import DetectorUnavailable, FaceBox
 
 MODEL_SUFFIXES = (".pt", ".onnx", ".engine")
 MODEL_INPUT_SIZE = 640

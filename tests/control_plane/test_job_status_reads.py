@@ -99,6 +99,6 @@ def test_concurrent_reads_share_statements_and_each_gets_its_own_answer(api, api
         assert (row is not None) is known
         if row is not None:
             assert row.scopes == scopes
-            assert (row.job["job_id"] if row.job else None) == job_seen
+            assert (row.job.id if row.job else None) == job_seen
     assert reads.reads_answered == len(cases) == 30
     assert reads.statements_run == 1  # all thirty arrived together: one statement
