@@ -11,8 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,6 @@ import anyio
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -34,6 +31,7 @@ from control_plane.accounts import service as accounts
 from control_plane.agents.mcp_server import MISSING_KEY, NOT_FOUND
 from control_plane.blobs import service as blobs
 from control_plane.main import create_app
+from harness.polling import serving
 from reelfarm.database import (
     make_engine,
     make_session_factory,
@@ -262,17 +260,8 @@ def http_base(world):
     """The control plane with /mcp routed as main.py is told to, under uvicorn on a real
     socket; lifespan off, as the embedded stack runs it (/mcp must not need one)."""
     app = create_app(world.settings, session_factory=world.session_factory, storage=world.storage)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name="mcp-test-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app, lifespan="off") as base_url:
+        yield base_url
 
 
 @asynccontextmanager

@@ -57,6 +57,11 @@ def test_not_a_video(client, stack):
         ({"trimStart": -1}, "options.trimStart"),
         ({"trimStart": 5, "trimEnd": 2}, "trimEnd must be greater than trimStart"),
         ({"nmClips": 2}, "options.nmClips"),
+        # A string is not a boolean, whatever it says: "false" must not mean true anywhere.
+        ({"removeAiVoice": "false"}, "options.removeAiVoice"),
+        ({"removeAiVoice": "no"}, "options.removeAiVoice"),
+        ({"autoHook": "true"}, "options.autoHook"),
+        ({"minDuration": 50, "maxDuration": 40}, "maxDuration must be at least minDuration"),
     ],
 )
 def test_options_out_of_range_name_the_field(client, stack, sample_video, options, field):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import socket
 import sys
 import threading
-import time
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +24,7 @@ from sqlalchemy import select
 from control_plane.main import create_app
 from control_plane.url_imports import downloads
 from control_plane.url_imports.address_guard import AddressPolicy, FetchRefused, parse_networks
+from harness.polling import wait_until
 from reelfarm.database import make_engine, make_session_factory
 from reelfarm.migrate import upgrade
 from reelfarm.models.jobs import Job
@@ -174,15 +174,13 @@ def submit(client: TestClient, url: str, options: dict | None = None):
 
 
 def wait_for(client: TestClient, job_id: str, statuses=("queued", "failed"), timeout: float = TIMEOUT) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+    def job() -> dict:
         response = client.get(f"/api/jobs/{job_id}")
         assert response.status_code == 200, response.text
-        job = response.json()
-        if job["status"] in statuses:
-            return job
-        assert time.monotonic() < deadline, f"job still {job['status']} after {timeout} s"
-        time.sleep(0.05)
+        return response.json()
+
+    return wait_until(lambda: (seen := job())["status"] in statuses and seen, timeout=timeout,
+                      what=f"job {job_id} to be {' or '.join(statuses)}", describe=job)  # fmt: skip
 
 
 def submitted(client: TestClient, url: str, options: dict | None = None) -> str:
@@ -351,10 +349,8 @@ def test_download_left_by_a_restart_is_resumed(make_app, media):
     assert job.status == "downloading"
     second = make_app()
     with TestClient(second):  # its lifespan starts the pool, which finds the job
-        deadline = time.monotonic() + TIMEOUT
-        while job_row(second, job.id).status == "downloading":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: job_row(second, job.id).status != "downloading", timeout=TIMEOUT,
+                   what="the restarted pool to resume the download")  # fmt: skip
     assert job_row(second, job.id).status == "queued"
     assert job_row(second, job.id).video_id is not None
     assert second.state.listener_calls == [job.id]

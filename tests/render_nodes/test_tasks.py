@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import psutil
 import pytest
 
+from harness.polling import wait_until
 from reelfarm.samples import make_sample_video
 from reelfarm.storage import LocalStorage
 from render_nodes.tasks.common import TaskFailure
@@ -40,12 +40,8 @@ def test_ffmpeg_killed_by_a_signal_is_retryable(tmp_path):
 
     worker = threading.Thread(target=run)
     worker.start()
-    deadline = time.monotonic() + 30
-    victim = None
-    while victim is None and time.monotonic() < deadline:
-        victim = next((p for p in psutil.Process().children(recursive=True) if p.name() == "ffmpeg"), None)
-        time.sleep(0.05)
-    assert victim is not None, "ffmpeg never started"
+    victim = wait_until(lambda: next((p for p in psutil.Process().children(recursive=True) if p.name() == "ffmpeg"),
+                                     None), timeout=30, what="ffmpeg to start")  # fmt: skip
     victim.kill()  # what the OOM killer or a node shutdown does
     worker.join(60)
     failure = outcome["failure"]

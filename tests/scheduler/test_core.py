@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from analysis.selection import ChosenClip
+from harness.polling import wait_until
 from reelfarm.database import make_engine, make_session_factory, session_scope
 from reelfarm.migrate import upgrade
 from reelfarm.models.accounts import Account
@@ -258,13 +259,8 @@ def _spoken(sentences: list[str], start: float = 0.5) -> list[list]:
 
 
 def _wait_for(core, predicate, seconds=10.0):
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        core.tick()
-        time.sleep(0.02)
+    """Tick the scheduler until `predicate` holds."""
+    wait_until(lambda: predicate() or core.tick(), timeout=seconds, interval=0.02, what="the scheduler")
 
 
 def test_an_ai_job_is_transcribed_analyzed_selected_then_rendered(core, sessions, nodes):

@@ -8,6 +8,7 @@ import ray
 from conftest import make_video, new_api_key
 from sqlalchemy import select
 
+from harness.polling import wait_until
 from reelfarm.client import ReelFarmClient
 from reelfarm.models.tasks import Task
 from scheduler.server import SchedulerServer
@@ -19,13 +20,13 @@ def _slow(settings):
 
 
 def _wait_until_running(client, job_id, timeout=60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def rendering() -> dict | None:
         job = client.job(job_id)
-        if any(t["kind"] == "render" and t["state"] == "running" and t["progress_percent"] > 5 for t in job["tasks"]):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"no clip started rendering: {job}")
+        started = any(t["kind"] == "render" and t["state"] == "running" and t["progress_percent"] > 5
+                      for t in job["tasks"])  # fmt: skip
+        return job if started else None
+
+    return wait_until(rendering, timeout=timeout, what="a clip to start rendering", describe=lambda: client.job(job_id))
 
 
 def _tasks(stack, job_id) -> list[Task]:

@@ -5,12 +5,14 @@ in its path fails this test until it is added here."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
 import websockets
 from fastapi.routing import APIRoute
+
+from harness.polling import wait_until
+from reelfarm.client import TERMINAL
 
 
 def _browser(stack, email: str) -> tuple[httpx.Client, str]:
@@ -35,10 +37,8 @@ def test_another_accounts_ids_are_missing_everywhere(stack, sample_video):
     project = a.post("/api/dev/create-project", json={"name": "mine", "accountId": account}).json()["project"]["id"]
     call = a.post("/api/dev/process-video-submit", json={"videoId": video, "minDuration": 1, "maxDuration": 2}
                   ).json()["callId"]  # fmt: skip
-    deadline = time.monotonic() + 120
-    while (status := a.get(f"/api/jobs/{job}").json())["status"] not in ("completed", "failed", "cancelled"):
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
+    status = wait_until(lambda: (seen := a.get(f"/api/jobs/{job}").json())["status"] in TERMINAL and seen,
+                        timeout=120, interval=0.2, what=f"job {job} to finish")  # fmt: skip
     assert status["status"] == "completed", (status["error"], status.get("tasks"))
     ids = {"job_id": job, "video_id": video, "key_id": owner_key["id"], "filename": "clip_01.mp4"}
 

@@ -6,12 +6,11 @@ speaker features, keyframe faces) -> selection in the scheduler -> render tasks.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from harness.media import make_spoken_video
-from reelfarm.client import ReelFarmClient
+from harness.polling import wait_until
+from reelfarm.client import TERMINAL, ReelFarmClient
 
 HOST, GUEST = 0, 1
 COFFEE = 2  # the turn index of the guest's passage about coffee
@@ -42,15 +41,15 @@ def podcast(tmp_path_factory):
 
 def _wait_recording_stages(client: ReelFarmClient, job_id: str, timeout: float = 240) -> tuple[dict, list[str]]:
     stages: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def finished() -> dict | None:
         job = client.job(job_id)
         if job["stage"] and (not stages or stages[-1] != job["stage"]):
             stages.append(job["stage"])
-        if job["status"] in ("completed", "failed", "cancelled"):
-            return job, stages
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
+        return job if job["status"] in TERMINAL else None
+
+    job = wait_until(finished, timeout=timeout, what=f"job {job_id} to finish", describe=lambda: client.job(job_id))
+    return job, stages
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import httpx
 import pytest
@@ -12,19 +11,19 @@ import ray
 import websockets
 from conftest import make_video, new_api_key
 
+from harness.polling import wait_until
+
 
 def _v1(client, method, path, **kwargs):
     return client.http.request(method, f"/api/v1{path}", **kwargs)
 
 
 def _wait_status(client, job_id, statuses, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        data = _v1(client, "GET", f"/jobs/{job_id}").json()["data"]
-        if data["status"] in statuses:
-            return data
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never reached {statuses}: {data}")
+    def job() -> dict:
+        return _v1(client, "GET", f"/jobs/{job_id}").json()["data"]
+
+    return wait_until(lambda: (data := job())["status"] in statuses and data, timeout=timeout, interval=0.2,
+                      what=f"job {job_id} to reach {statuses}", describe=job)  # fmt: skip
 
 
 def test_v1_upload_job_events_and_result(client, stack, sample_video):
@@ -96,17 +95,14 @@ def test_cancel_stops_the_running_task_on_its_node(client, stack, tmp_path):
                                               "config": {"mode": "none", "quality": "high"}}).json()["data"]  # fmt: skip
     _wait_status(client, job["job_id"], {"processing"})
     node = stack.nodes[0]
-    deadline = time.monotonic() + 60
-    while not ray.get(node.status.remote())["running"]:
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.1)
+    wait_until(lambda: ray.get(node.status.remote())["running"], timeout=60, interval=0.1,
+               what="the task to start on the node")  # fmt: skip
     cancelled = _v1(client, "POST", f"/jobs/{job['job_id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["data"]["cancel_requested"] is True
     assert _wait_status(client, job["job_id"], {"cancelled", "completed", "failed"}, timeout=30)["status"] == "cancelled"
-    deadline = time.monotonic() + 15
-    while ray.get(node.status.remote())["running"]:  # the node was told over gRPC and stopped
-        assert time.monotonic() < deadline, "the node kept rendering a cancelled job"
-        time.sleep(0.1)
+    # The node was told over gRPC and stopped.
+    wait_until(lambda: not ray.get(node.status.remote())["running"], timeout=15, interval=0.1,
+               what="the node to stop rendering the cancelled job")  # fmt: skip
     again = _v1(client, "POST", f"/jobs/{job['job_id']}/cancel")  # idempotent
     assert again.status_code == 200 and again.json()["data"]["status"] == "cancelled"
 

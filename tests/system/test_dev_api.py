@@ -8,6 +8,7 @@ import httpx
 from conftest import new_api_key
 
 from control_plane.projects.service import signed_preview_url
+from harness.polling import wait_until
 
 
 def _dev(client, method, path, **kwargs):
@@ -43,15 +44,16 @@ def test_projects_upload_submit_poll_and_signed_previews(client, stack, sample_v
                 json={"videoId": video["id"], "maxClips": 2, "minDuration": 1, "maxDuration": 2,
                       "aspectRatio": "1:1", "customInstructions": "funny bits"}).json()["callId"]  # fmt: skip
     statuses = set()
-    deadline = time.monotonic() + 120
-    while True:
+
+    def finished():
         response = _dev(client, "GET", "/process-video-result", params={"callId": call})
         statuses.add(response.status_code)
-        if response.status_code == 200:
-            break
-        assert response.status_code == 202 and response.json()["status"] == "running"
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+        if response.status_code != 200:
+            assert response.status_code == 202 and response.json()["status"] == "running", response.text
+            return None
+        return response
+
+    response = wait_until(finished, timeout=120, interval=0.1, what=f"call {call} to finish")
     done = response.json()
     assert done["status"] == "completed" and len(done["clips"]) == 2
     clip = done["clips"][0]

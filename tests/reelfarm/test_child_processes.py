@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
+from harness.polling import wait_until
 from reelfarm import media
 
 CHILD = """
@@ -44,16 +44,11 @@ def test_a_child_is_killed_when_its_parent_dies():
     grandchild = int(parent.stdout.readline())
     # setpriv sets the death signal, then execs sleep: only once sleep runs is it armed
     # (a parent killed before that is a window setpriv cannot close; it is milliseconds).
-    deadline = time.monotonic() + 10
-    while _command(grandchild) != "sleep" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _alive(grandchild) and _command(grandchild) == "sleep"
+    wait_until(lambda: _command(grandchild) == "sleep", timeout=10, interval=0.01, what="setpriv to exec sleep")
+    assert _alive(grandchild)
     parent.send_signal(signal.SIGKILL)  # no chance to clean up: only the kernel can help
     parent.wait()
-    deadline = time.monotonic() + 10
-    while _alive(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(grandchild)
+    wait_until(lambda: not _alive(grandchild), timeout=10, what="the kernel to kill the orphaned child")
 
 
 def test_a_missing_program_is_reported_as_missing():

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from analysis.clip_metadata import clip_metadata
-from analysis.llm import LlmClient, LlmError, clean_hashtags, parse_json_object
+from analysis.llm import LlmClient, LlmConfig, LlmError, clean_hashtags, parse_json_object
 from analysis.moments import SourceAnalysis, select_moments
 from harness.scripted_speech import layout, opts
 
@@ -166,7 +166,7 @@ def test_good_ratings_change_the_ranking(llm, client, analysis):
 def test_blend_is_documented_weights(llm, client, analysis):
     llm.script = [lambda body: {"content": json.dumps(
         {"ratings": [{"id": c["id"], "score": 5} for c in user_payload(body)["candidates"]]})}]  # fmt: skip
-    pool = select_moments(analysis, opts({**OPTIONS.model_dump(exclude_unset=True), "numClips": 4}))
+    pool = select_moments(analysis, opts(OPTIONS, numClips=4))
     rescored = client.rescore(pool, analysis, OPTIONS)
     for before, after in zip(pool, rescored):
         assert after.score == round(0.4 * before.score + 0.6 * 5, 1)
@@ -175,7 +175,7 @@ def test_blend_is_documented_weights(llm, client, analysis):
 
 def test_prompt_reaches_the_model(llm, client, analysis):
     llm.script = [rate_last]
-    options = opts({**OPTIONS.model_dump(exclude_unset=True), "prompt": "Focus on moments about coffee", "customInstructions": "prioritize funny moments"})
+    options = opts(OPTIONS, prompt="Focus on moments about coffee", customInstructions="prioritize funny moments")
     select_moments(analysis, options, rescore=lambda ms: client.rescore(ms, analysis, options))
     instructions = user_payload(llm.requests[0]["json"])["instructions"]
     assert "coffee" in instructions and "funny" in instructions
@@ -211,7 +211,7 @@ def test_failures_fall_back_to_offline(llm, analysis, step, caplog):
 
 
 def test_out_of_range_and_duplicate_ratings_are_rejected(llm, client, analysis):
-    pool = select_moments(analysis, opts({**OPTIONS.model_dump(exclude_unset=True), "numClips": 2}))
+    pool = select_moments(analysis, opts(OPTIONS, numClips=2))
     for ratings in ([{"id": 0, "score": 11}, {"id": 1, "score": 2}],
                     [{"id": 0, "score": 1}, {"id": 0, "score": 2}],
                     [{"id": 0, "score": True}, {"id": 1, "score": 2}],
@@ -318,16 +318,10 @@ def test_no_api_key_sends_no_authorization(llm, analysis):
     assert llm.requests[0]["path"] == "/v1/chat/completions"
 
 
-def test_client_from_the_settings(monkeypatch):
-    from reelfarm.settings import Settings
-    from scheduler.server import config_from_settings
-
+def test_client_from_its_config():
     assert LlmClient.from_config(None) is None
-    assert LlmClient.from_config(config_from_settings(Settings(_env_file=None)).llm) is None
-    monkeypatch.setenv("REELFARM_LLM_BASE_URL", "http://127.0.0.1:1/v1/")
-    monkeypatch.setenv("REELFARM_LLM_MODEL", "m1")
-    monkeypatch.setenv("REELFARM_LLM_API_KEY", "k")
-    client = LlmClient.from_config(config_from_settings(Settings(_env_file=None)).llm)
+    assert LlmClient.from_config(LlmConfig()) is None  # no base URL: offline only
+    client = LlmClient.from_config(LlmConfig(base_url="http://127.0.0.1:1/v1/", api_key="k", model="m1"))
     try:
         assert client.url == "http://127.0.0.1:1/v1/chat/completions" and client.model == "m1"
         assert client._http.headers["Authorization"] == "Bearer k"

@@ -6,21 +6,20 @@ only a Content-Type header, POST the manifest; then every step again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 from sqlalchemy import func, select
 
 from control_plane.main import create_app
 from harness.local_s3 import LocalS3, LocalS3Error
+from harness.polling import serving
 from reelfarm.migrate import open_database
 from reelfarm.models.batches import Batch, BatchItem, PlatformAsset
 from reelfarm.models.blobs import Asset, Blob
@@ -56,15 +55,8 @@ class Served:
         self.settings = settings
         self.engine, self.sessions = open_database(settings)
         self.app = create_app(settings, session_factory=self.sessions)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "API did not start"
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._running = contextlib.ExitStack()
+        self.base_url = self._running.enter_context(serving(self.app))
 
     def browser(self, email: str) -> httpx.Client:
         client = httpx.Client(base_url=self.base_url, timeout=60)
@@ -81,8 +73,7 @@ class Served:
             return s.scalar(select(func.count()).select_from(model))
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self._running.close()
         self.engine.dispose()
 
 
