@@ -16,7 +16,7 @@ from control_plane.blobs import service as blobs
 from control_plane.errors import ApiError
 from reelfarm.database import utcnow
 from reelfarm.models.accounts import Account
-from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformAsset
+from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformVariant
 from reelfarm.states import InvalidTransition, StateMachine, decide
 from reelfarm.storage import Storage
 
@@ -38,7 +38,7 @@ BATCH_MACHINE = StateMachine(
 )
 
 
-class PlatformAssetIn(BaseModel):
+class PlatformVariantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     platform: str = Field(min_length=1, max_length=50)
@@ -67,7 +67,7 @@ class ItemIn(BaseModel):
     category: str | None = Field(None, max_length=100)
     tags: list[str] = Field(default_factory=list, max_length=50)
     usage_rights: dict | None = Field(None, description="free-form: license, territories, expires_at, ...")
-    platform_assets: list[PlatformAssetIn] = Field(min_length=1, max_length=20)
+    platform_assets: list[PlatformVariantIn] = Field(min_length=1, max_length=20)
 
     @field_validator("tags")
     @classmethod
@@ -133,7 +133,7 @@ def submit_batch(*, session: Session, account: Account, storage: Storage, work_d
         session.add(row)
         session.flush()
         session.add_all(ItemTag(item_id=row.id, tag=t) for t in item.tags)
-        session.add_all(PlatformAsset(item_id=row.id, position=i, **pa.model_dump())
+        session.add_all(PlatformVariant(item_id=row.id, position=i, **pa.model_dump())
                         for i, pa in enumerate(item.platform_assets))  # fmt: skip
     session.commit()
     return batch, True
@@ -187,9 +187,9 @@ def items_of(session: Session, batch: Batch) -> list[BatchItem]:
     return list(session.scalars(select(BatchItem).where(BatchItem.batch_id == batch.id).order_by(BatchItem.position)))
 
 
-def platform_assets_of(session: Session, item: BatchItem) -> list[PlatformAsset]:
-    return list(session.scalars(select(PlatformAsset).where(PlatformAsset.item_id == item.id)
-                                .order_by(PlatformAsset.position)))  # fmt: skip
+def variants_of(session: Session, item: BatchItem) -> list[PlatformVariant]:
+    return list(session.scalars(select(PlatformVariant).where(PlatformVariant.item_id == item.id)
+                                .order_by(PlatformVariant.position)))  # fmt: skip
 
 
 def find_items(*, session: Session, account: Account, statuses: tuple[str, ...] | None = None, tag: str | None = None,
@@ -206,13 +206,13 @@ def find_items(*, session: Session, account: Account, statuses: tuple[str, ...] 
     if category:
         query = query.where(BatchItem.category == category)
     if platform or text:
-        assets = select(PlatformAsset.item_id)
+        variants = select(PlatformVariant.item_id)
         if platform:
-            assets = assets.where(PlatformAsset.platform == platform)
+            variants = variants.where(PlatformVariant.platform == platform)
         if text:
             like = f"%{text.strip()}%"
-            assets = assets.where(PlatformAsset.caption.ilike(like) | PlatformAsset.hook.ilike(like))
-        condition = BatchItem.id.in_(assets)
+            variants = variants.where(PlatformVariant.caption.ilike(like) | PlatformVariant.hook.ilike(like))
+        condition = BatchItem.id.in_(variants)
         if text and not platform:
             condition = condition | BatchItem.item_ref.ilike(f"%{text.strip()}%")
         query = query.where(condition)
@@ -228,7 +228,7 @@ def item_view(*, session: Session, item: BatchItem, blob_view) -> dict:
         "platform_assets": [
             {"platform": pa.platform, "caption": pa.caption, "hook": pa.hook,
              **{f.removesuffix("_sha256"): blob_view(getattr(pa, f)) for f in BLOB_FIELDS if getattr(pa, f)}}
-            for pa in platform_assets_of(session, item)
+            for pa in variants_of(session, item)
         ],
     }  # fmt: skip
 

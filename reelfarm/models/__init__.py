@@ -4,7 +4,7 @@ Alembic's env.py and create_all import it; each service imports the models it us
 """
 
 from reelfarm.models.accounts import Account, ApiKey, Membership, User, UserSession
-from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformAsset
+from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformVariant
 from reelfarm.models.blobs import Asset, Blob
 from reelfarm.models.clips import Artifact, Clip
 from reelfarm.models.jobs import Job
@@ -14,5 +14,5 @@ from reelfarm.models.videos import Video
 
 __all__ = [
     "Account", "ApiKey", "Artifact", "Asset", "Batch", "BatchItem", "Blob", "Clip", "ItemTag", "Job", "Membership",
-    "PlatformAsset", "Project", "Task", "User", "UserSession", "Video",
+    "PlatformVariant", "Project", "Task", "User", "UserSession", "Video",
 ]  # fmt: skip

@@ -54,8 +54,12 @@ class ItemTag(Base):
     tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
 
 
-class PlatformAsset(Base):
-    """What an item publishes on one platform: its blobs (by hash) and copy."""
+class PlatformVariant(Base):
+    """What an item publishes on one platform: its blobs (by hash) and copy.
+
+    The manifest calls these `platform_assets` (the documents' name, kept on the wire and
+    as the table's); in the code "asset" means only an account's access to a blob.
+    """
 
     __tablename__ = "platform_assets"
 

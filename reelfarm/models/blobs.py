@@ -34,6 +34,10 @@ class Blob(Base):
 class Asset(Base):
     """An account's access to a blob, made when that account's own upload verified.
 
+    The one meaning of "asset" in the code (the blob API's `asset_id`). The documents'
+    /api/v1/assets and the agents' tools call approved batch items assets too; the code
+    calls those items (BatchItem), and an item's per-platform entries variants.
+
     Its id is derived from (account, sha256) (blobs.service.asset_id_for), so the same
     hash always names the same asset in an account, before and after the upload.
     """

@@ -40,7 +40,7 @@ from reelfarm.database import (
 )
 from reelfarm.migrate import upgrade
 from reelfarm.models.accounts import ApiKey
-from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformAsset
+from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformVariant
 from reelfarm.models.blobs import Asset, Blob
 from reelfarm.settings import Settings
 from reelfarm.storage import open_storage
@@ -98,7 +98,7 @@ def _batch(session, world: World, account, ref: str, status: str, items: list[di
         session.flush()
         world.items[spec["ref"]] = item.id
         session.add_all(ItemTag(item_id=item.id, tag=t) for t in spec.get("tags", []))
-        session.add_all(PlatformAsset(item_id=item.id, position=i, **pa) for i, pa in enumerate(spec["assets"]))
+        session.add_all(PlatformVariant(item_id=item.id, position=i, **pa) for i, pa in enumerate(spec["assets"]))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from control_plane.main import create_app
 from harness.local_s3 import LocalS3, LocalS3Error
 from harness.polling import serving
 from reelfarm.migrate import open_database
-from reelfarm.models.batches import Batch, BatchItem, PlatformAsset
+from reelfarm.models.batches import Batch, BatchItem, PlatformVariant
 from reelfarm.models.blobs import Asset, Blob
 from reelfarm.samples import make_sample_video
 
@@ -148,7 +148,7 @@ def test_the_documented_flow_verbatim_and_every_retry(served, hero):
     retry = api.post("/api/v1/batches", json=manifest_for(sha))
     assert retry.status_code == 200 and retry.json()["data"]["batch_id"] == data["batch_id"]
     assert (served.count(Blob), served.count(Asset), served.count(Batch), served.count(BatchItem),
-            served.count(PlatformAsset)) == (1, 1, 1, 1, 1)  # fmt: skip
+            served.count(PlatformVariant)) == (1, 1, 1, 1, 1)  # fmt: skip
 
     blob = api.get(f"/api/v1/blobs/{sha}").json()["data"]
     assert blob["asset_id"] == first["asset_id"] and blob["kind"] == "video" and blob["format"] == "mp4"
