@@ -425,16 +425,6 @@ def poster_score(t: float, box: tuple[float, float, float, float] | None, durati
     return box[2] * box[3] * (1.0 - abs(t / max(duration, 1e-6) - 0.5))
 
 
-def poster_time(path: CropPath, duration: float) -> float:
-    """The sample time where the subject makes the best poster; mid-clip if there is none."""
-    best, best_score = duration / 2, -1.0
-    for t, box in path.subject_boxes:
-        score = poster_score(t, box, duration)
-        if score > best_score:
-            best, best_score = t, score
-    return best
-
-
 # ------------------------------------------------------------------ parts
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
@@ -16,7 +14,6 @@ from reelfarm.options import ProcessOptions
 from reelfarm.settings import Settings
 from reelfarm.states import JOB_MACHINE, TASK_KIND_ORDER, JobStatus, transition
 
-JobListener = Callable[[str], None]
 # SQL rank of a task's kind in reelfarm.states.TASK_KIND_ORDER (the order a job's tasks run in).
 TASK_KIND_RANK = case({str(kind): rank for rank, kind in enumerate(TASK_KIND_ORDER)}, value=Task.kind)
 

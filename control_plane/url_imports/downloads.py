@@ -58,7 +58,6 @@ PAGE_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 USER_AGENT = "ReelFarm/0.1 (URL ingest)"
 YT_DLP_MISSING = "this page is not a video file and yt-dlp is not installed on this server"
 YT_DLP_DISABLED = "this page is not a video file (site downloads with yt-dlp are turned off on this server)"
-INTERRUPTED = "interrupted by a restart"
 
 
 class DownloadFailed(Exception):

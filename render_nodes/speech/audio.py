@@ -27,14 +27,6 @@ def pcm_seconds(pcm: bytes, sample_rate: int = 16000) -> float:
     return len(pcm) // BYTES_PER_SAMPLE / sample_rate
 
 
-def pcm_slice(pcm: bytes, start: float, end: float, sample_rate: int = 16000) -> bytes:
-    """The samples of [start, end) seconds (clamped to the buffer), on sample boundaries."""
-    total = len(pcm) // BYTES_PER_SAMPLE
-    a = min(total, max(0, round(start * sample_rate)))
-    b = min(total, max(a, round(end * sample_rate)))
-    return pcm[a * BYTES_PER_SAMPLE : b * BYTES_PER_SAMPLE]
-
-
 def pcm_to_float(pcm: bytes) -> np.ndarray:
     """float32 samples in [-1, 1)."""
     usable = len(pcm) - len(pcm) % BYTES_PER_SAMPLE

@@ -26,12 +26,6 @@ _QUIET_DB = 30.0
 _MIN_FRAMES = 5
 
 
-def mfcc(pcm: bytes, sample_rate: int = 16000) -> np.ndarray:
-    """(frames, N_CEPS - 1) MFCCs c1.. of a PCM16 buffer, one row per 10 ms."""
-    feats, _ = _mfcc_and_energy(pcm_to_float(pcm).astype(np.float64), sample_rate)
-    return feats
-
-
 def speaker_features(pcm: bytes, speech: Sequence[tuple[float, float]], sample_rate: int = 16000, *,
                      offset: float = 0.0, window_seconds: float = 1.0) -> list[tuple[float, float, list[float]]]:
     """(start, end, feature vector) per window of speech.

@@ -92,7 +92,6 @@ import math
 import re
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -320,6 +319,3 @@ def _quietest(pcm: bytes, lo: float, hi: float, sample_rate: int, window: float 
     best = int(np.argmin(energy)) * (step // 4) + step // 2
     return (first + best) / sample_rate
 
-
-def words_text(words: Sequence[Word]) -> str:
-    return " ".join(w.text for w in words)
