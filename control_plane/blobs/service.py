@@ -115,11 +115,15 @@ def upload_urls(*, session: Session, account: Account, storage: Storage, setting
     return answers
 
 
-def upload_claims(*, settings: Settings, token: str) -> dict:
+def _claims(settings: Settings, token: str, purpose: str, what: str) -> dict:
     try:
-        return signing.verify(secret=settings.secret_key, purpose=UPLOAD_PURPOSE, token=token)
+        return signing.verify(secret=settings.secret_key, purpose=purpose, token=token)
     except signing.BadToken as exc:
-        raise ApiError(403, f"upload URL refused: {exc}") from None
+        raise ApiError(403, f"{what} URL refused: {exc}") from None
+
+
+def upload_claims(*, settings: Settings, token: str) -> dict:
+    return _claims(settings, token, UPLOAD_PURPOSE, "upload")
 
 
 def record_verified_upload(*, session: Session, storage: Storage, work_dir: Path, account_id: str, sha256: str,
@@ -241,10 +245,7 @@ def download_url(*, settings: Settings, storage: Storage, base_url: str, key: st
 
 
 def download_claims(*, settings: Settings, token: str) -> dict:
-    try:
-        return signing.verify(secret=settings.secret_key, purpose=DOWNLOAD_PURPOSE, token=token)
-    except signing.BadToken as exc:
-        raise ApiError(403, f"download URL refused: {exc}") from None
+    return _claims(settings, token, DOWNLOAD_PURPOSE, "download")
 
 
 def asset_view(*, session: Session, asset: Asset, settings: Settings, storage: Storage, base_url: str,

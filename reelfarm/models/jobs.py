@@ -6,6 +6,7 @@ from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reelfarm.database import Base, UTCDateTime, new_id, utcnow
+from reelfarm.states import JobStatus
 
 
 class Job(Base):
@@ -19,7 +20,7 @@ class Job(Base):
     source_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     original_name: Mapped[str] = mapped_column(String(500))
     # Values and transitions: reelfarm/states.py (the only place that changes them).
-    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.queued.value, index=True)
     stage: Mapped[str | None] = mapped_column(String(40), nullable=True)
     progress_percent: Mapped[float] = mapped_column(Float, default=0.0)
     # ProcessOptions as the server actually used them (camelCase keys).

@@ -6,6 +6,7 @@ from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, Un
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reelfarm.database import Base, UTCDateTime, new_id, utcnow
+from reelfarm.states import TaskKind, TaskState
 
 
 class Task(Base):
@@ -19,10 +20,10 @@ class Task(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("task_"))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(20), default="render")
+    kind: Mapped[str] = mapped_column(String(20), default=TaskKind.render.value)
     task_index: Mapped[int] = mapped_column(Integer)
     # Values and transitions: reelfarm/states.py.
-    state: Mapped[str] = mapped_column(String(20), default="pending")
+    state: Mapped[str] = mapped_column(String(20), default=TaskState.pending.value)
     # The spec the node receives (RenderSpec fields) and what it reported back.
     spec: Mapped[dict] = mapped_column(JSON, default=dict)
     required_encoders: Mapped[list] = mapped_column(JSON, default=list)

@@ -68,18 +68,23 @@ def core(sessions, nodes, clock):
     return SchedulerCore(sessions, nodes, config, clock=clock)
 
 
+def _account_and_video(s) -> tuple[Account, Video]:
+    """An account with a 60 s 640x360 video (its bytes are never read: nodes are fakes)."""
+    account = Account(name="a")
+    s.add(account)
+    s.flush()
+    video = Video(account_id=account.id, original_name="v.mp4", sha256="0" * 64, size_bytes=1, storage_key="blobs/x",
+                  duration_seconds=60.0, width=640, height=360, frame_rate=25.0, codec="h264")  # fmt: skip
+    s.add(video)
+    s.flush()
+    return account, video
+
+
 def submit(sessions, clips=1, core=None) -> str:
     """A queued job of `clips` clips: one full-source clip (mode none), or, with `core`,
     clips already chosen (as moment selection hands them over) so only renders remain."""
     with session_scope(sessions) as s:
-        account = Account(name="a")
-        s.add(account)
-        s.flush()
-        video = Video(account_id=account.id, original_name="v.mp4", sha256="0" * 64, size_bytes=1,
-                      storage_key="blobs/x", duration_seconds=60.0, width=640, height=360, frame_rate=25.0,
-                      codec="h264")
-        s.add(video)
-        s.flush()
+        account, video = _account_and_video(s)
         options = {"mode": "none" if clips == 1 else "ai", "numClips": clips, "clipLength": "short",
                    "aspectRatio": "9:16"}
         job = Job(account_id=account.id, video_id=video.id, original_name="v.mp4", options=options,
@@ -265,14 +270,7 @@ def _wait_for(core, predicate, seconds=10.0):
 
 def test_an_ai_job_is_transcribed_analyzed_selected_then_rendered(core, sessions, nodes):
     with session_scope(sessions) as s:
-        account = Account(name="a")
-        s.add(account)
-        s.flush()
-        video = Video(account_id=account.id, original_name="v.mp4", sha256="0" * 64, size_bytes=1,
-                      storage_key="blobs/x", duration_seconds=60.0, width=640, height=360, frame_rate=25.0,
-                      codec="h264")  # fmt: skip
-        s.add(video)
-        s.flush()
+        account, video = _account_and_video(s)
         job = Job(account_id=account.id, video_id=video.id, original_name="v.mp4", render_settings={},
                   options={"mode": "ai", "numClips": 2, "clipLength": "short", "prompt": "coffee",
                            "aspectRatio": "9:16", "captionPreset": "karaoke"})  # fmt: skip
