@@ -70,6 +70,14 @@ class InstantNode(render_node_pb2_grpc.RenderNodeServiceServicer):
                     self.cond.wait()
                 batch, self.outbox = self.outbox, []
             for task in batch:
+                if task.kind in ("transcribe", "analyze"):
+                    # As a node answers for a silent source with no faces: moment selection then
+                    # spreads the job's clips evenly, and its render tasks follow.
+                    part = {"start": task.analysis.start_seconds, "end": task.analysis.end_seconds, "words": [],
+                            "speech": [], "loudness": [], "speaker_features": [], "faces": []}
+                    self.stub.CompleteTask(scheduler_pb2.CompleteTaskRequest(
+                        task_id=task.task_id, lease_id=task.lease_id, result_json=json.dumps(part)))
+                    continue
                 n = task.render.clip_index
                 self.stub.CompleteTask(scheduler_pb2.CompleteTaskRequest(
                     task_id=task.task_id, lease_id=task.lease_id, result_json='{"encoder": "none"}',

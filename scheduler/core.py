@@ -717,7 +717,7 @@ class SchedulerCore:
                     job.stage = stage
                 continue
             if all(t.state == TaskState.completed for t in tasks):
-                finish_job(s, job, JobStatus.completed)
+                finish_job(s, job, JobStatus.completed, tasks=tasks)
 
     def flush_progress(self) -> int:
         """Write the latest progress of every task that moved (throttled: one write per flush)."""
