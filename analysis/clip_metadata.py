@@ -1,7 +1,7 @@
 """Offline clip metadata: title, hook, key insight, dominant emotion, hashtags, viral score.
 
-Everything comes from the clip's own recognized words (lowercase, unpunctuated,
-error-prone); sentences are pause-separated (`moments.sentences`). Deterministic; no model
+Everything comes from the clip's own recognized words; sentences end at sentence
+punctuation (Whisper writes it) and at pauses (`moments.sentences`). Deterministic; no model
 or data is downloaded.
 
 - keyphrases: YAKE (1-2 word phrases over the clip's sentences, top 20), dropping phrases
@@ -11,8 +11,9 @@ or data is downloaded.
 - hashtags: the top MAX_HASHTAGS keyphrases, lowercase, spaces removed, no '#'
   (["hiring", "startups"]).
 - viral_hook: the sentence with the highest 2 * hook-lexicon weight + keyphrase weight per
-  word (earliest on ties; the opening sentence when nothing scores), cut to HOOK_WORDS
-  words starting just before its hook phrase. Sentence case.
+  word (earliest on ties; the opening sentence when nothing scores), whole; a sentence of
+  more than HOOK_WORDS words is cut to HOOK_WORDS starting just before its hook phrase.
+  Sentence case.
 - title: the viral_hook's sentence from its hook phrase on ("the secret is ...") when it has
   one (and 3+ words from there), else
   the key insight sentence; at most TITLE_CHARS characters (cut at a word, no trailing
@@ -50,7 +51,7 @@ from reelfarm.options import ProcessOptions
 
 MAX_HASHTAGS = 4
 TITLE_CHARS = 60
-HOOK_WORDS = 12
+HOOK_WORDS = 25  # a hook is a whole sentence; a longer one is cut (the LLM's hook limit too)
 INSIGHT_WORDS = 30
 WEAK_EMOTIONS = {"anticipation": 0.5, "trust": 0.5}
 
@@ -135,7 +136,7 @@ def clip_metadata(moment: Moment, analysis: SourceAnalysis, options: ProcessOpti
     words = sorted((w for w in analysis.words if moment.start <= (w.start + w.end) / 2 < moment.end),
                    key=lambda w: (w.start, w.end))  # fmt: skip
     ranges = sentences(words, analysis.speech)
-    shown = [[words[k].text.strip().lower() for k in range(i, j)] for i, j in ranges]
+    shown = [[words[k].text.strip() for k in range(i, j)] for i, j in ranges]  # as written (Whisper: cased)
     toks = [[normalize_token(t) for t in s] for s in shown]
     phrases = keyphrases(toks)
     weight_of = dict(phrases)
@@ -170,17 +171,22 @@ def clip_metadata(moment: Moment, analysis: SourceAnalysis, options: ProcessOpti
     meta: dict = {}
     if options.autoHook:
         meta["title"] = _title(shown, toks, hook_idx, insight_idx, phrases)
-        if hook_idx is None:
-            meta["viral_hook"] = ""
-        else:
-            start = _hook_start(toks[hook_idx])
-            first = max(0, start - 2) if start is not None and start > 2 else 0
-            meta["viral_hook"] = sentence_case(shown[hook_idx][first : first + HOOK_WORDS])
+        meta["viral_hook"] = "" if hook_idx is None else _hook(shown[hook_idx], toks[hook_idx])
     meta["key_insight"] = sentence_case(shown[insight_idx][:INSIGHT_WORDS]) if insight_idx is not None else ""
     meta["dominant_emotion"] = dominant_emotion(flat)
     meta["hashtags"] = hashtags
     meta["viral_score"] = moment.score
     return meta
+
+
+def _hook(shown: list[str], toks: list[str]) -> str:
+    """The hook sentence whole; one too long to be a hook (over HOOK_WORDS words) from
+    just before its hook phrase on, HOOK_WORDS words."""
+    if len(shown) <= HOOK_WORDS:
+        return sentence_case(shown)
+    start = _hook_start(toks)
+    first = max(0, start - 2) if start is not None and start > 2 else 0
+    return sentence_case(shown[first : first + HOOK_WORDS])
 
 
 def _title(shown: list[list[str]], toks: list[list[str]], hook_idx: int | None, insight_idx: int | None,

@@ -4,9 +4,10 @@ Input is a `SourceAnalysis` (timed words from an offline recognizer, plus option
 speech, loudness, face presence, speaker turns and laughter/applause events); output is
 `Moment`s, ranked best-first.
 
-The recognizer (pocketsphinx) gives lowercase words with no punctuation and a high word
-error rate, but reliable timings. So sentences are inferred from pauses, and the prompt
-is matched with stems, fuzzy spelling and phonetic codes as well as exact words.
+The recognizer is Whisper by default (punctuated, about 0.1 word error rate on clean
+speech) or PocketSphinx (lowercase, unpunctuated, about 0.6). So sentences end at sentence
+punctuation where there is some and at pauses always, and the prompt is matched with
+stems, fuzzy spelling and phonetic codes as well as exact words.
 
 Pipeline
 --------
@@ -19,7 +20,7 @@ Pipeline
 2. `score_candidates`: each signal below is a 0..1 value per window; they are combined
    with the genre's weights (GENRE_WEIGHTS), then mixed with the prompt match.
 3. `select_moments`: greedy pick, best first, dropping any window that overlaps an already
-   chosen one by more than half of the shorter one's length; an optional `rescore` hook
+   chosen one (clips may touch, never share a moment); an optional `rescore` hook
    (the LLM path) sees the top 3*N distinct windows before the final pick.
 
 Signals (each 0..1)
@@ -112,7 +113,8 @@ EDGE_PAD = 0.15  # a clip starts/ends this far (at most half the gap) outside it
 OPENING_SECONDS = 6.0  # the "hook" part of a clip
 MAX_ENDS_PER_START = 6
 RESCORE_POOL_FACTOR = 3  # the rescore hook sees the top 3*N distinct windows
-MAX_OVERLAP = 0.5  # of the shorter window's length
+# Of the shorter window's length: 0, a job's clips never show the same moment twice.
+MAX_OVERLAP = 0.0
 
 SIGNALS = ("density", "loudness", "events", "qa", "hook", "numbers", "faces", "emotion")
 GENRE_WEIGHTS: dict[str, dict[str, float]] = {
@@ -145,6 +147,7 @@ class SourceAnalysis:
     faces: list[tuple[float, float]] = ()  # (time, fraction of frames with a face near that time)
     turns: list[Turn] = ()  # speaker turns (diarization), may be empty
     events: list[tuple[float, float, str]] = ()  # (start, end, "laughter"|"applause"), may be empty
+    language: str | None = None  # ISO 639-1 of the speech, when the transcriber said
 
 
 @dataclass
@@ -377,21 +380,35 @@ def is_question(toks: list[str]) -> bool:
     return head[:2] == ["tell", "me"]
 
 
+_SENTENCE_END = re.compile(r"[.?!…][\"'”’)\]]*$")
+
+
+def ends_sentence(text: str) -> bool:
+    """A word the recogniser wrote with a full stop, question or exclamation mark after it
+    (Whisper punctuates; PocketSphinx does not, and its sentences come from pauses alone)."""
+    return bool(_SENTENCE_END.search(text.strip()))
+
+
 def sentences(words: list[Word], speech: list[tuple[float, float]] = ()) -> list[tuple[int, int]]:
-    """Word index ranges [i, j) of the pause-separated sentences of time-ordered words."""
+    """Word index ranges [i, j) of the sentences of time-ordered words: split at sentence
+    punctuation and at pauses."""
     if not words:
         return []
     starts = np.fromiter((w.start for w in words), float, len(words))
     ends = np.fromiter((w.end for w in words), float, len(words))
-    cut = _pause_cuts(starts, ends, speech)
+    enders = np.fromiter((ends_sentence(w.text) for w in words), bool, len(words))
+    cut = _pause_cuts(starts, ends, speech, enders)
     bounds = [0, *(np.nonzero(cut)[0] + 1).tolist(), len(words)]
     return list(pairwise(bounds))
 
 
-def _pause_cuts(starts: np.ndarray, ends: np.ndarray, speech) -> np.ndarray:
-    """Bool per gap between word k and k+1: a sentence boundary."""
+def _pause_cuts(starts: np.ndarray, ends: np.ndarray, speech, enders: np.ndarray | None = None) -> np.ndarray:
+    """Bool per gap between word k and k+1: a sentence boundary (word k ends one with its
+    punctuation, or a pause follows it)."""
     gaps = starts[1:] - ends[:-1]
     cut = gaps >= PAUSE_SECONDS
+    if enders is not None and len(gaps):
+        cut |= enders[:-1]
     if len(speech) > 1 and len(gaps):
         seg = np.asarray(sorted(speech), float)
         # VAD silences: (end of segment k, start of segment k+1)
@@ -572,6 +589,7 @@ class _Index:
         self.starts = np.fromiter((w.start for w in words), float, n)
         self.ends = np.fromiter((w.end for w in words), float, n)
         self.mids = (self.starts + self.ends) / 2
+        self.enders = np.fromiter((ends_sentence(w.text) for w in words), bool, n)
         self.toks = [normalize_token(w.text) for w in words]
         self.duration = float(analysis.duration)
         self.window = options.source_window(self.duration)
@@ -841,7 +859,7 @@ class _Index:
             return arr[:, 0], arr[:, 1]
         lo, hi = int(inside[0]), int(inside[-1]) + 1
         st, en = self.starts[lo:hi], self.ends[lo:hi]
-        cut = _pause_cuts(st, en, self.analysis.speech)
+        cut = _pause_cuts(st, en, self.analysis.speech, self.enders[lo:hi])
         gaps = st[1:] - en[:-1]
         bounds = [0, *(np.nonzero(cut)[0] + 1).tolist(), hi - lo]
         ranges: list[tuple[int, int]] = []
@@ -882,14 +900,27 @@ class _Index:
             si, ei = key // len(ue), key % len(ue)
             return us[si], ue[ei]
         # No pause-bounded window fits (minDuration == maxDuration, long silences): windows of
-        # the middle length from each unit start, ending wherever that falls.
+        # the middle length from each unit start, their ends moved off any word they would cut.
         if we - ws <= self.high:
             return np.asarray([ws]), np.asarray([we])
         length = (self.low + self.high) / 2
         starts = us[us + length <= we + 1e-9]
         if not len(starts):
             starts = np.asarray([we - length])
-        return starts, starts + length
+        return starts, self._between_words(starts, np.minimum(starts + length, we))
+
+    def _between_words(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """`ends` moved out of any word they fall inside: past it while the window stays
+        within the longest clip, else back to its start (a clip never cuts a word)."""
+        if not len(self.words):
+            return ends
+        k = np.searchsorted(self.starts, ends, "right") - 1
+        inside = (k >= 0) & (self.ends[np.maximum(k, 0)] > ends + 1e-9)
+        k = np.maximum(k, 0)
+        after, before = self.ends[k], self.starts[k]
+        fits = after - starts <= self.high + 1e-9
+        moved = np.where(fits, after, np.maximum(before, starts + 1e-3))
+        return np.where(inside, np.minimum(moved, self.window[1]), ends)
 
 
 def _term_match(tok: str, term: str, term_stem: str, term_code: str) -> float:
@@ -989,7 +1020,7 @@ def select_moments(analysis: SourceAnalysis, options: ProcessOptions,
     """The job's moments, ranked BEST-FIRST (the caller numbers clips 1..N in this order).
 
     Up to numClips (or maxClips) windows, fewer when the source cannot hold that many
-    without two overlapping by more than half of the shorter one. With `rescore`, the top
+    without two overlapping. With `rescore`, the top
     3*N distinct windows are passed to it and the final pick is made on the scores it
     returns; a rescore that raises or returns something unusable is ignored (logged).
     mode "none" is one moment over the whole trimmed source.

@@ -51,8 +51,14 @@ def merge_analysis(duration: float, transcribed: list[dict], analyzed: list[dict
         features += [(a, b, vec) for a, b, vec in chunk.get("speaker_features", [])]
     turns = cluster_speakers(features) if features else []
     faces = [(t, float(v)) for result in analyzed for t, v in result.get("faces", [])]
+    # The source's language: the one most of its speech was transcribed in.
+    spoken: dict[str, float] = {}
+    for chunk in transcribed:
+        if chunk.get("language"):
+            spoken[chunk["language"]] = spoken.get(chunk["language"], 0.0) + float(chunk.get("speech_seconds") or 0.0)
+    language = max(sorted(spoken), key=spoken.get) if spoken else None
     return moments.SourceAnalysis(duration=duration, words=words, speech=speech, loudness=loudness,
-                                  loudness_step=step, faces=sorted(faces), turns=turns)  # fmt: skip
+                                  loudness_step=step, faces=sorted(faces), turns=turns, language=language)  # fmt: skip
 
 
 def interviewer(analysis: moments.SourceAnalysis) -> int | None:

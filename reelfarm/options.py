@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from reelfarm.transcript import Word
 
@@ -26,6 +26,13 @@ AspectRatio = Literal["9:16", "1:1", "4:5", "16:9"]
 CaptionPreset = Literal["none", "beasty", "karaoke", "mozi"]
 Genre = Literal["podcast", "interview", "vlog", "tutorial", "auto"]
 GENRES: tuple[str, ...] = ("podcast", "interview", "vlog", "tutorial")
+# The languages a multilingual Whisper model (base and smaller) transcribes, ISO 639-1
+# (haw: Hawaiian). tests/render_nodes/test_speech.py checks the list against the model.
+WHISPER_LANGUAGES: tuple[str, ...] = tuple("""
+af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht hu hy id
+is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl ps pt ro ru sa sd si
+sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh
+""".split())
 
 
 class TranscriptWord(BaseModel):
@@ -68,10 +75,22 @@ class ProcessOptions(BaseModel):
     minDuration: float | None = Field(None, ge=1, le=600, description="Shortest clip, seconds (dev endpoints)")
     maxDuration: float | None = Field(None, ge=1, le=600, description="Longest clip, seconds (dev endpoints)")
     customInstructions: str = Field("", max_length=2000, description="Guidance for the selector (dev endpoints)")
+    language: str | None = Field(None, description="Spoken language, ISO 639-1 (e.g. \"en\", \"de\"); "
+                                                   "null: detected from the speech")
     # Words given with the job replace the recogniser's (captions, moment selection).
     transcript: list[TranscriptWord] | None = Field(
         None, max_length=100_000, description="Timed words {text, start, end} in source seconds, for captions"
     )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "auto"):
+            return None
+        code = value.strip().lower()
+        if code not in WHISPER_LANGUAGES:
+            raise ValueError(f"unknown language {value!r}: expected an ISO 639-1 code Whisper knows, e.g. en, de, ja")
+        return code
 
     @model_validator(mode="after")
     def _ranges(self) -> "ProcessOptions":

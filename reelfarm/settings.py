@@ -77,10 +77,14 @@ class Settings(BaseSettings):
     # ~5 s of 1080p30 in 512 MiB; longer shots are planned in parts.
     render_frame_buffer_mb: int = Field(default=512, ge=32, le=16384)
     # Finding the moments (mode "ai"; render_nodes/speech/, analysis/selection.py)
-    # "auto": faster-whisper on nodes that have its model directory, else pocketsphinx.
+    # "auto": faster-whisper with the shipped Whisper models (render_nodes/speech/
+    # whisper_models.py) where they load, else pocketsphinx (English).
     transcriber: Literal["auto", "pocketsphinx", "faster-whisper"] = "auto"
-    # A faster-whisper (CTranslate2) model directory on the nodes; never downloaded.
+    # An operator's faster-whisper (CTranslate2) model directory, used instead of the shipped
+    # model of its kind (English-only or multilingual); never downloaded.
     whisper_model_dir: Path | None = None
+    # The SHA-256 of that directory's model.bin, checked before it is loaded.
+    whisper_model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     # Seconds of source per transcribe task: chunks run in parallel on the nodes.
     transcribe_chunk_seconds: float = Field(default=120.0, ge=10.0, le=3600.0)
     # Optional OpenAI-compatible LLM that rescores candidate moments and writes titles.

@@ -16,11 +16,11 @@ import ray
 from reelfarm.settings import Settings
 from reelfarm.storage import open_storage
 from render_nodes.faces import make_detector
-from render_nodes.node import NodeCore, detect_capabilities
+from render_nodes.node import NodeCore, detect_capabilities, detect_gpus
 from render_nodes.scheduler_link import SchedulerLink
 from render_nodes.servicer import serve_node
+from render_nodes.speech.engines import SpeechEngines
 from render_nodes.tasks import run_task
-from render_nodes.tasks.transcribe import Transcribers
 
 RENDER_SLOT = "render_slot"
 
@@ -39,10 +39,14 @@ class RenderNode:
         detector = None
         if self.settings.face_detector != "none":
             detector = make_detector(self.settings.face_detector, model_path=self.settings.face_model_path)
-        transcribers = Transcribers(whisper_model_dir=self.settings.whisper_model_dir)
+        gpus = detect_gpus()
+        # Whisper models are checked (SHA-256) once per node start; what cannot load is
+        # logged and left out of the capabilities.
+        engines = SpeechEngines(preference=self.settings.transcriber, model_dir=self.settings.whisper_model_dir,
+                                model_sha256=self.settings.whisper_model_sha256, gpus=gpus)  # fmt: skip
         capabilities = detect_capabilities(
             self.settings.node_max_concurrent_tasks, [self.settings.face_detector] if detector else [],
-            transcribers=transcribers.available(),
+            speech=engines.capabilities(), gpus=gpus,
         )
         self.core = NodeCore(
             node_id,
@@ -54,7 +58,7 @@ class RenderNode:
                 "work_dir": work_dir,
                 "encoders": capabilities["encoders"],
                 "detector": detector,
-                "transcribers": transcribers,
+                "engines": engines,
                 "sample_fps": self.settings.analysis_sample_fps,
                 "frame_buffer_mb": self.settings.render_frame_buffer_mb,
                 "hwaccel": "cuda" if "cuda" in capabilities["hwaccels"] else None,

@@ -67,16 +67,19 @@ def detect_gpus() -> list[dict]:
     return gpus
 
 
-def detect_capabilities(max_concurrent_tasks: int, detector_backends: list[str], *,
-                        transcribers: list[str] | None = None) -> dict:  # fmt: skip
-    """What this node can really do, probed here (one-frame test encodes, not `-encoders`)."""
+def detect_capabilities(max_concurrent_tasks: int, detector_backends: list[str], *, speech: dict | None = None,
+                        gpus: list[dict] | None = None) -> dict:  # fmt: skip
+    """What this node can really do, probed here (one-frame test encodes, not `-encoders`).
+
+    `speech`: SpeechEngines.capabilities() (transcribers, whisper_models, transcription_languages).
+    """
     return {
-        "gpus": detect_gpus(),
+        "gpus": detect_gpus() if gpus is None else gpus,
         "encoders": ffmpeg.probe_encoders(),
         "detector_backends": detector_backends,
         "max_concurrent_tasks": max_concurrent_tasks,
         "hwaccels": ["cuda"] if ffmpeg.hwaccel_works("cuda") else [],
-        "transcribers": transcribers or [],
+        **(speech or {"transcribers": []}),
     }
 
 

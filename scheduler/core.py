@@ -49,6 +49,8 @@ from scheduler import planner
 
 log = logging.getLogger(__name__)
 
+# Why an ai-mode job's clips are spread evenly: there was nothing to pick moments from.
+NO_SPEECH = "no speech found"
 # Share of a job's progress spent finding its moments (the rest is rendering).
 ANALYSIS_SHARE = 30.0
 # What a task failure says it was, in the job's error.
@@ -252,7 +254,8 @@ class SchedulerCore:
                 "job_id": job.id,
                 "kind": kind,
                 "task_index": index,
-                "spec": planner.analysis_spec(video=video, start=a, end=b, transcriber=self.config.transcriber),
+                "spec": planner.analysis_spec(video=video, start=a, end=b, transcriber=self.config.transcriber,
+                                              language=options.language),  # fmt: skip
                 "required_encoders": [],
                 "max_attempts": self.config.max_attempts,
             }
@@ -296,10 +299,17 @@ class SchedulerCore:
             with self._lock:
                 self._selecting.discard(job_id)
         method = "full" if options.mode == "none" else "moments" if analysis.words else "uniform"
-        self.plan_renders(job_id, chosen, selection_method=method)
+        found = {"language": analysis.language}
+        if options.mode == "ai" and not analysis.words:
+            found["selection_reason"] = NO_SPEECH
+        self.plan_renders(job_id, chosen, selection_method=method, found=found)
 
-    def plan_renders(self, job_id: str, chosen: list[selection.ChosenClip], *, selection_method: str) -> int:
-        """Record the chosen clips of a job as its render tasks (once: False-y if it has them)."""
+    def plan_renders(self, job_id: str, chosen: list[selection.ChosenClip], *, selection_method: str,
+                     found: dict | None = None) -> int:  # fmt: skip
+        """Record the chosen clips of a job as its render tasks (once: False-y if it has them).
+
+        `found`: what the analysis learnt of the source (language, why no moments were
+        picked), kept with the job's render settings for its manifest."""
         with self._db_lock, session_scope(self.sessions) as s:
             job = s.get(Job, job_id)
             if job is None or job.status not in (JobStatus.queued, JobStatus.processing):
@@ -317,7 +327,7 @@ class SchedulerCore:
             job.planned = True
             if job.status == JobStatus.processing:
                 job.stage = JobStage.rendering
-            job.render_settings = {**(job.render_settings or {}), "selection": selection_method}
+            job.render_settings = {**(job.render_settings or {}), **(found or {}), "selection": selection_method}
             log.info("job %s: %d clip(s) to render (%s)", job_id, len(rows), selection_method)
         self.notify()
         return len(rows)

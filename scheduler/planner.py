@@ -55,8 +55,9 @@ def analysis_chunks(duration: float, options: ProcessOptions, chunk_seconds: flo
             for i in range(count)]  # fmt: skip
 
 
-def analysis_spec(*, video, start: float, end: float, transcriber: str) -> dict:
-    """The AnalysisSpec (proto field names) of a transcribe or analyze task."""
+def analysis_spec(*, video, start: float, end: float, transcriber: str, language: str | None = None) -> dict:
+    """The AnalysisSpec (proto field names) of a transcribe or analyze task; no language:
+    the node detects it."""
     return {
         "source_key": video.storage_key,
         "source_sha256": video.sha256,
@@ -64,6 +65,7 @@ def analysis_spec(*, video, start: float, end: float, transcriber: str) -> dict:
         "end_seconds": end,
         "margin_seconds": CHUNK_MARGIN_SECONDS,
         "transcriber": transcriber,
+        "language": language or "",
     }
 
 

@@ -58,6 +58,9 @@ def manifest(*, session: Session, job: Job) -> dict:
         "duration": video.duration_seconds,
         "clipCount": len(clips),
         "selection": (job.render_settings or {}).get("selection"),
+        # Why the clips were not picked from the speech ("no speech found"), if they were not.
+        "selectionReason": (job.render_settings or {}).get("selection_reason"),
+        "language": (job.render_settings or {}).get("language"),
         "source": {"sha256": video.sha256, "width": video.width, "height": video.height},
         "clips": clips,
     }

@@ -2,8 +2,9 @@
 
 - :mod:`.audio`: mono PCM16 from any source via ffmpeg; a loudness profile.
 - :mod:`.vad`: speech segments (WebRTC VAD) and silence-aligned chunk plans.
-- :mod:`.transcribe`: timed words (reelfarm.transcript.Word; PocketSphinx on CPU, faster-whisper
-  where installed).
+- :mod:`.transcribe`: timed words (reelfarm.transcript.Word) from Whisper (faster-whisper) or
+  PocketSphinx; :mod:`.whisper_models`: the shipped models, checked by SHA-256;
+  :mod:`.engines`: which engine and model a task gets on this node.
 - :mod:`.diarize`: voice features (MFCC statistics per window of speech); analysis.speakers
   clusters them into speaker turns.
 
@@ -18,8 +19,6 @@ from render_nodes.speech.transcribe import (
     PocketSphinxTranscriber,
     Transcriber,
     TranscriberUnavailable,
-    available_backends,
-    make_transcriber,
 )
 from render_nodes.speech.vad import plan_chunks, speech_segments
 
@@ -28,10 +27,8 @@ __all__ = [
     "PocketSphinxTranscriber",
     "Transcriber",
     "TranscriberUnavailable",
-    "available_backends",
     "decode_pcm16",
     "loudness_profile",
-    "make_transcriber",
     "plan_chunks",
     "speaker_features",
     "speech_segments",

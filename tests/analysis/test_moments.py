@@ -14,6 +14,7 @@ from analysis.moments import (
     infer_genre,
     score_candidates,
     select_moments,
+    sentences,
 )
 from harness.scripted_speech import layout, opts
 from reelfarm.transcript import Word
@@ -503,3 +504,45 @@ def test_infer_genre_single_speaker():
     assert infer_genre(SourceAnalysis(duration=end, words=words)) == "podcast"
     words, _, _, end = layout(filler(20, 7), pause=6.0)  # mostly not talking
     assert infer_genre(SourceAnalysis(duration=end, words=words)) == "vlog"
+
+
+# --------------------------------------------------------------- sentence ends (issue 14)
+
+
+def test_punctuation_ends_a_sentence_without_a_pause():
+    """Whisper writes sentence ends; they split sentences even when no pause follows."""
+    text = "Today we talk about hiring. It is hard! Why is it hard? Because people are busy"
+    words = [Word(t, round(i * 0.3, 3), round(i * 0.3 + 0.28, 3)) for i, t in enumerate(text.split())]
+    spans = [" ".join(w.text for w in words[i:j]) for i, j in sentences(words)]
+    assert spans == ["Today we talk about hiring.", "It is hard!", "Why is it hard?", "Because people are busy"]
+    # Unpunctuated words (PocketSphinx) still split at pauses only.
+    plain = [Word(w.text.strip(".!?").lower(), w.start, w.end) for w in words]
+    assert len(sentences(plain)) == 1
+
+
+def test_clips_start_and_end_on_sentences_when_whisper_punctuates():
+    rnd = random.Random(5)
+    words, t = [], 0.0
+    for _ in range(120):  # sentences of 6-14 words, no pause anywhere: only punctuation marks them
+        n = rnd.randint(6, 14)
+        for k in range(n):
+            text = rnd.choice(FILLER).split()[k % 5] + ("." if k == n - 1 else "")
+            words.append(Word(text, round(t, 3), round(t + 0.3, 3)))
+            t += 0.34
+    analysis = SourceAnalysis(duration=t + 1.0, words=words)
+    starts_of = {w.start for i, w in enumerate(words) if i == 0 or words[i - 1].text.endswith(".")}
+    ends_of = {w.end for w in words if w.text.endswith(".")}
+    for start, end in candidates(analysis, opts(clipLength="short")):
+        assert any(abs(start - s) <= 0.16 for s in starts_of), start
+        assert any(abs(end - e) <= 0.16 for e in ends_of), end
+
+
+def test_no_clip_cuts_a_word_even_when_no_sentence_fits():
+    """minDuration == maxDuration and not a pause in sight: windows of exactly that length,
+    their ends moved off the words they would cut."""
+    words = [Word("word", round(i * 0.31, 3), round(i * 0.31 + 0.29, 3)) for i in range(400)]
+    analysis = SourceAnalysis(duration=130.0, words=words)
+    for start, end in candidates(analysis, opts(minDuration=10, maxDuration=10)):
+        for w in words:
+            assert not (w.start + 1e-6 < start < w.end - 1e-6), (start, w)
+            assert not (w.start + 1e-6 < end < w.end - 1e-6), (end, w)

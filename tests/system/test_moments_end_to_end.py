@@ -124,3 +124,19 @@ def test_remove_ai_voice_splices_the_interviewers_turns_out(client: ReelFarmClie
     host_only = {"welcome", "show", "advice", "beginners", "hardest"}
     assert not (words & host_only), clip["transcript"]
     assert words, clip
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_source_without_speech_says_so_and_gets_no_captions(client: ReelFarmClient, sample_video):
+    """The sample video is a test pattern and a 440 Hz tone: voice activity calls the tone
+    speech, the transcriber must not read words into it, and the job says why its clips
+    were spread evenly rather than picked."""
+    created = client.upload(sample_video, {"numClips": 2, "clipLength": "short", "captionPreset": "karaoke"})
+    job = client.wait(created["jobId"], timeout=240)
+    assert job["status"] == "completed", (job["error"], job.get("tasks"))
+    manifest = client.manifest(created["jobId"])
+    assert manifest["selection"] == "uniform" and manifest["selectionReason"] == "no speech found"
+    assert manifest["clips"]
+    for clip in manifest["clips"]:
+        assert clip["captionsUrl"] is None and clip["quality"]["captions"] == "none", clip
+        assert clip["transcript"] == ""
