@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     whisper_model_dir: Path | None = None
     # The SHA-256 of that directory's model.bin, checked before it is loaded.
     whisper_model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    # The model English speech gets: "base" (multilingual, more accurate) or "tiny.en"
+    # (English-only, ~1.7x faster); other languages always get the multilingual one.
+    whisper_english_model: Literal["base", "tiny.en"] = "base"
     # Seconds of source per transcribe task: chunks run in parallel on the nodes.
     transcribe_chunk_seconds: float = Field(default=120.0, ge=10.0, le=3600.0)
     # Optional OpenAI-compatible LLM that rescores candidate moments and writes titles.

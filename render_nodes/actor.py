@@ -43,7 +43,8 @@ class RenderNode:
         # Whisper models are checked (SHA-256) once per node start; what cannot load is
         # logged and left out of the capabilities.
         engines = SpeechEngines(preference=self.settings.transcriber, model_dir=self.settings.whisper_model_dir,
-                                model_sha256=self.settings.whisper_model_sha256, gpus=gpus)  # fmt: skip
+                                model_sha256=self.settings.whisper_model_sha256,
+                                english_model=self.settings.whisper_english_model, gpus=gpus)  # fmt: skip
         capabilities = detect_capabilities(
             self.settings.node_max_concurrent_tasks, [self.settings.face_detector] if detector else [],
             speech=engines.capabilities(), gpus=gpus,

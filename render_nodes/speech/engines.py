@@ -7,9 +7,11 @@ the node reports the rest as capabilities. For a task:
 
 - "auto" (default): faster-whisper where a Whisper model loaded, else PocketSphinx.
 - The language: the job's, or the one Whisper's multilingual model detects in the part's
-  speech. English goes to the English model (fastest: tiny.en reads espeak-ng at ~0.1
-  WER, 12x realtime on 2 cores), any other language to the multilingual one; a language
-  no engine here serves is a TaskFailure that says so, never garbage captions.
+  speech. Every language goes to the multilingual model (base), English included: on
+  bench/transcribe.py's espeak-ng paragraphs it reads English at WER 0.148 against
+  tiny.en's 0.176, at ~10x realtime on 2 cores against ~17x. `english_model="tiny.en"`
+  (REELFARM_WHISPER_ENGLISH_MODEL) trades that for speed. A language no engine here
+  serves is a TaskFailure that says so, never garbage captions.
 
 Whisper runs on CUDA in float16 where the node's capabilities list a GPU that CTranslate2
 sees, otherwise on the CPU in int8; a model that fails to load on CUDA is tried on the CPU.
@@ -49,10 +51,12 @@ class Choice:
 
 class SpeechEngines:
     def __init__(self, *, preference: str = "auto", model_dir: Path | None = None, model_sha256: str | None = None,
-                 gpus: list | None = None, cpu_threads: int = 0) -> None:  # fmt: skip
+                 english_model: str = whisper_models.MULTILINGUAL, gpus: list | None = None,
+                 cpu_threads: int = 0) -> None:  # fmt: skip
         from render_nodes.speech.transcribe import whisper_device
 
         self.preference = preference
+        self.english_model = english_model
         self.device, self.compute_type = whisper_device(gpus or [])
         self.cpu_threads = cpu_threads
         # By role: "en" (English) and "all" (multilingual).
@@ -122,8 +126,11 @@ class SpeechEngines:
                 raise EngineRefused(f"speech in '{language}' cannot be transcribed here: PocketSphinx reads English "
                                     "only and no multilingual Whisper model is installed")  # fmt: skip
             return Choice(POCKETSPHINX, None, "en")
-        if language == "en" and "en" in self.models:
-            return Choice(FASTER_WHISPER, self.models["en"].name, "en")
+        if language == "en":
+            # The preferred English model where it loaded, else whichever reads English.
+            preferred = [f for f in self.models.values() if f.name == self.english_model]
+            files = (preferred or [self.models[r] for r in ("all", "en") if r in self.models])[0]
+            return Choice(FASTER_WHISPER, files.name, "en")
         if "all" in self.models:
             return Choice(FASTER_WHISPER, self.models["all"].name, language)
         raise EngineRefused(f"speech in '{language}' cannot be transcribed here: only English models are installed "

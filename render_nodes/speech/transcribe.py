@@ -113,17 +113,21 @@ FASTER_WHISPER = "faster-whisper"
 # Chosen by the measurements in the module docstring.
 POCKETSPHINX_OPTIONS: dict[str, Any] = {"fwdflat": False, "maxhmmpf": 3000, "wbeam": 1e-24, "lw": 8.0}
 
-# Whisper invents text in noise ("I'm sorry, I'm sorry, ..."): a segment it doubts is speech
-# and that reads as a repetition or with little confidence is dropped. Measured here
-# (no_speech_prob / avg_logprob / compression ratio): white noise 0.75 / -0.90 / 2.35;
-# espeak-ng English 0.16-0.49 / -0.22..-0.31 / 1.6, German 0.74 / -0.70 / 1.28, French
-# 0.21 / -0.56 / 1.01.
+# Whisper invents text in noise and music ("I'm sorry, I'm sorry, ...", "Music"): a segment
+# it doubts is speech and that reads as a repetition or with little confidence is dropped,
+# and so is one it reads with no confidence at all (below its own fallback threshold, -1).
+# Measured here (no_speech_prob / avg_logprob / compression ratio): white noise 0.75 /
+# -0.90 / 2.35; a 440 Hz tone 0.56 / -1.52 / 0.38 ("Music"); espeak-ng English 0.16-0.49 /
+# -0.22..-0.31 / 1.6, German 0.74 / -0.70 / 1.28, French 0.21 / -0.56 / 1.01.
 NO_SPEECH_PROBABILITY = 0.6
 DOUBTFUL_LOGPROB = -0.8
 REPEATED_COMPRESSION = 2.0
+FAILED_LOGPROB = -1.0
 
 
 def _invented(segment) -> bool:
+    if segment.avg_logprob < FAILED_LOGPROB:
+        return True
     return segment.no_speech_prob > NO_SPEECH_PROBABILITY and (
         segment.avg_logprob < DOUBTFUL_LOGPROB or segment.compression_ratio > REPEATED_COMPRESSION)
 

@@ -322,7 +322,7 @@ def test_whisper_in_batches_reads_like_the_whole(passages, whisper):
                      ss.normalise_text(" ".join(w.text for w in batched))) <= 0.1  # fmt: skip
 
 
-def test_whisper_hears_nothing_in_silence_tone_or_noise(whisper):
+def test_whisper_hears_nothing_in_silence_tone_or_noise(whisper, tmp_path):
     assert whisper.transcribe(ss.silence(3.0)) == []
     assert whisper.transcribe(ss.silence(3.0), speech=[]) == []
     # A steady tone (the sample video's) and white noise: voice activity calls both speech,
@@ -331,6 +331,8 @@ def test_whisper_hears_nothing_in_silence_tone_or_noise(whisper):
     tone = (3000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
     noise = np.random.default_rng(0).normal(0, 2000, 16000 * 8).astype("<i2").tobytes()
     multilingual = FasterWhisperTranscriber(whisper_models.packaged("base"))
+    sample = decode_pcm16(make_sample_video(tmp_path / "tone.mp4", seconds=20, size="320x240"))  # base: "Music"
+    assert multilingual.transcribe(sample, language="en") == []
     for pcm in (tone, noise):
         assert whisper.transcribe(pcm) == []
         assert multilingual.transcribe(pcm, language="en") == []

@@ -45,9 +45,11 @@ def test_the_default_is_whisper_with_the_shipped_models(engines):
     capabilities = engines.capabilities()
     assert capabilities["transcribers"] == ["faster-whisper", "pocketsphinx"]
     assert "de" in capabilities["transcription_languages"] and "en" in capabilities["transcription_languages"]
-    # English goes to the English model, anything else to the multilingual one.
-    assert engines.choose("faster-whisper", "en").model == "tiny.en"
+    # Every language goes to the multilingual model, English too (it reads English better)...
+    assert engines.choose("faster-whisper", "en").model == "base"
     assert engines.choose("faster-whisper", "ja").model == "base"
+    # ...unless the node is told to trade that for tiny.en's speed.
+    assert SpeechEngines(english_model="tiny.en").choose("faster-whisper", "en").model == "tiny.en"
     with pytest.raises(EngineRefused, match="English only"):
         engines.choose("pocketsphinx", "de")
 
@@ -78,8 +80,10 @@ def test_a_missing_model_is_left_out_with_a_logged_reason(tmp_path, monkeypatch,
         engines = SpeechEngines(model_dir=tmp_path / "nowhere")
     assert "no_such_model_package is not installed" in caplog.text
     assert "no Whisper model directory at" in caplog.text
-    # English is still served, by the multilingual model.
+    # English is still served, by the multilingual model, even where tiny.en was asked for.
     assert engines.whisper_models() == ["base"] and engines.choose("faster-whisper", "en").model == "base"
+    fallback = SpeechEngines(english_model="tiny.en")
+    assert fallback.choose("faster-whisper", "en").model == "base"
 
 
 def test_no_whisper_model_at_all_falls_back_to_pocketsphinx(tmp_path, monkeypatch, caplog):
@@ -107,7 +111,8 @@ def test_a_corrupted_model_is_refused_before_it_loads(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         engines = SpeechEngines(model_dir=copy, model_sha256=expected)
     assert "corrupted or replaced" in caplog.text
-    assert engines.choose("faster-whisper", "en").model == "tiny.en"  # the shipped one, not the copy
+    assert "tiny.en" in engines.whisper_models()  # the shipped one, not the copy
+    assert engines.models["en"].directory != copy
 
 
 def test_the_split_model_is_checked_across_its_parts(tmp_path):
@@ -169,7 +174,7 @@ def test_a_transcribe_task_reports_its_engine_model_and_language(engines, tmp_pa
             "analysis": {"source_key": blob.key, "start_seconds": 0.0, "end_seconds": spoken.duration}}
     result = run_transcribe_task(task, storage=storage, work_dir=tmp_path / "work", engines=engines,
                                  on_progress=lambda *_: None, cancel=threading.Event())  # fmt: skip
-    assert (result["transcriber"], result["model"], result["language"]) == ("faster-whisper", "tiny.en", "en")
+    assert (result["transcriber"], result["model"], result["language"]) == ("faster-whisper", "base", "en")
     assert result["language_probability"] > 0.5  # detected by the multilingual model
     starts = [start for _, start, _ in result["words"]]
     assert starts == sorted(starts) and 0.0 <= starts[0] and result["words"][-1][2] <= spoken.duration
