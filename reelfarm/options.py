@@ -25,7 +25,6 @@ Mode = Literal["ai", "none"]
 AspectRatio = Literal["9:16", "1:1", "4:5", "16:9"]
 CaptionPreset = Literal["none", "beasty", "karaoke", "mozi"]
 Genre = Literal["podcast", "interview", "vlog", "tutorial", "auto"]
-GENRES: tuple[str, ...] = ("podcast", "interview", "vlog", "tutorial")
 # The languages a multilingual Whisper model (base and smaller) transcribes, ISO 639-1
 # (haw: Hawaiian). tests/render_nodes/test_speech.py checks the list against the model.
 WHISPER_LANGUAGES: tuple[str, ...] = tuple("""

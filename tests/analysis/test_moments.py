@@ -546,3 +546,12 @@ def test_no_clip_cuts_a_word_even_when_no_sentence_fits():
         for w in words:
             assert not (w.start + 1e-6 < start < w.end - 1e-6), (start, w)
             assert not (w.start + 1e-6 < end < w.end - 1e-6), (end, w)
+
+
+def test_every_genre_the_api_accepts_has_weights():
+    from typing import get_args
+
+    from analysis.moments import GENRE_WEIGHTS
+    from reelfarm.options import Genre
+
+    assert set(get_args(Genre)) - {"auto"} == set(GENRE_WEIGHTS)
