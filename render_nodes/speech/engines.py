@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from reelfarm.options import WHISPER_LANGUAGES
 from render_nodes.speech import whisper_models
 from render_nodes.speech.transcribe import (
     FASTER_WHISPER,
@@ -32,6 +33,7 @@ from render_nodes.speech.transcribe import (
     PocketSphinxTranscriber,
     TranscriberUnavailable,
     faster_whisper_installed,
+    whisper_device,
 )
 from render_nodes.speech.whisper_models import ModelUnavailable, WhisperModelFiles
 
@@ -53,8 +55,6 @@ class SpeechEngines:
     def __init__(self, *, preference: str = "auto", model_dir: Path | None = None, model_sha256: str | None = None,
                  english_model: str = whisper_models.MULTILINGUAL, gpus: list | None = None,
                  cpu_threads: int = 0) -> None:  # fmt: skip
-        from render_nodes.speech.transcribe import whisper_device
-
         self.preference = preference
         self.english_model = english_model
         self.device, self.compute_type = whisper_device(gpus or [])
@@ -100,8 +100,6 @@ class SpeechEngines:
         return sorted({files.name for files in self.models.values()})
 
     def languages(self) -> list[str]:
-        from reelfarm.options import WHISPER_LANGUAGES
-
         return list(WHISPER_LANGUAGES) if "all" in self.models else ["en"]
 
     def capabilities(self) -> dict:

@@ -300,9 +300,7 @@ class FasterWhisperTranscriber:
             end = first + max(float(w.start), float(w.end))
             if not text or not any(start < b and end > a for a, b in keep):
                 continue
-            # Monotonic and inside the audio: a word never starts before the one before it.
-            start = min(max(start, words[-1].start - offset if words else 0.0), duration)
-            end = min(max(end, start), duration)
+            start, end = min(start, duration), min(end, duration)  # inside the audio
             probability = getattr(w, "probability", None)
             words.append(Word(text, round(offset + start, 3), round(offset + end, 3),
                               None if probability is None else float(probability)))

@@ -11,11 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reelfarm.samples import make_sample_video
-
-__all__ = ["FaceShot", "SpokenTurn", "make_face_video", "make_sample_video", "make_spoken_video"]
-
-
 # A head-and-shoulders patch of scikit-image's astronaut photo (512x512) and, inside
 # it, the face itself (x, y, w, h) in patch pixels: what a detector should box.
 _HEAD_PATCH = (slice(10, 210), slice(135, 315))

@@ -17,6 +17,7 @@ from reelfarm.options import WHISPER_LANGUAGES
 from reelfarm.storage import storage_from_url
 from render_nodes.speech import whisper_models
 from render_nodes.speech.engines import EngineRefused, SpeechEngines
+from render_nodes.speech.transcribe import TranscriberUnavailable
 from render_nodes.speech.vad import speech_segments
 from render_nodes.tasks.common import TaskFailure
 from render_nodes.tasks.transcribe import run_transcribe_task
@@ -60,7 +61,7 @@ def test_the_engine_is_the_one_configured():
     assert sphinx.capabilities()["transcription_languages"] == ["en"]
     # A task may ask for an engine by name; one the node lacks is refused, saying why.
     assert SpeechEngines().engine_for("pocketsphinx") == "pocketsphinx"
-    with pytest.raises(Exception, match="faster-whisper is not available"):
+    with pytest.raises(TranscriberUnavailable, match="faster-whisper is not available"):
         sphinx.engine_for("faster-whisper")
 
 
