@@ -50,6 +50,22 @@ class Settings(BaseSettings):
     # yt-dlp fetches through its own HTTP stack: only the URL's first host is address-checked.
     allow_yt_dlp: bool = True
 
+    # Plans, quotas, rate limits and webhooks (control_plane/billing, limits, webhooks)
+    # A TOML file of `[plans.NAME]` tables that add plans or replace built-in ones.
+    plans_file: Path | None = None
+    # The plan a new account starts on.
+    default_plan: str = "business"
+    # Redis for the rate limiter (production; several API processes share its counts).
+    # Unset: an in-process limiter. Set and unreachable: the API answers 503 (fails closed).
+    redis_url: str | None = None
+    # Seconds the limiter waits for Redis before the request is answered 503.
+    redis_timeout_seconds: float = Field(default=0.3, gt=0, le=10)
+    # Proxies (CIDR) whose X-Forwarded-For names the client; any other peer is the client.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Webhook deliveries: seconds a receiver has to answer, and the pause between tries.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_retry_delays_seconds: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [30.0, 300.0])
+
     # Scheduler
     scheduler_address: str = "127.0.0.1:50051"
     node_timeout_seconds: float = 30.0
@@ -102,14 +118,14 @@ class Settings(BaseSettings):
         # Absolute, so Ray workers (other working directories) see the same folders.
         return value.expanduser().resolve() if value is not None else None
 
-    @field_validator("fetch_allow_networks", mode="before")
+    @field_validator("fetch_allow_networks", "trusted_proxies", "webhook_retry_delays_seconds", mode="before")
     @classmethod
-    def _split_networks(cls, value):
+    def _split_list(cls, value):
         if isinstance(value, str):
             value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
         return value
 
-    @field_validator("fetch_allow_networks")
+    @field_validator("fetch_allow_networks", "trusted_proxies")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         networks = []
@@ -117,7 +133,7 @@ class Settings(BaseSettings):
             try:
                 networks.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
             except ValueError:
-                raise ValueError(f"fetch_allow_networks: {cidr!r} is not an IP network in CIDR form") from None
+                raise ValueError(f"{cidr!r} is not an IP network in CIDR form") from None
         return networks
 
     @model_validator(mode="after")

@@ -15,7 +15,10 @@ class Account(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("acc_"))
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # A plan id (control_plane/billing/plans.py); new accounts get REELFARM_DEFAULT_PLAN.
     plan: Mapped[str] = mapped_column(String(32), default="business", server_default="business")
+    # Signs this account's webhooks (HMAC-SHA256); made when first needed, rotatable.
+    webhook_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

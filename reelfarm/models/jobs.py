@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reelfarm.database import Base, UTCDateTime, new_id, utcnow
@@ -32,6 +32,10 @@ class Job(Base):
     # Set by the API; the scheduler cancels the job's tasks (on their nodes too).
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     webhook_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    # The videos this job took from its account's monthly quota, and which month's; given
+    # back when it fails or is cancelled before any clip is rendered.
+    quota_month: Mapped[str | None] = mapped_column(String(7), nullable=True)
+    quota_videos: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Which API made it ("reels", "dev", "v1"): each answers in its own shape.
     api: Mapped[str] = mapped_column(String(8), default="reels", server_default="reels")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
