@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 
 from control_plane.accounts import service as accounts
 from control_plane.accounts.service import Principal
+from control_plane.billing.plans import PlanBook
 from control_plane.errors import ApiError
 from reelfarm.models.accounts import Account
 from reelfarm.settings import Settings
@@ -33,7 +34,12 @@ def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
+def get_plans(request: Request) -> PlanBook:
+    return request.app.state.plans
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+PlansDep = Annotated[PlanBook, Depends(get_plans)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 

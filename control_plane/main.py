@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from control_plane.accounts.views import router as accounts_router
 from control_plane.agents import LazyMcpHttpApp
 from control_plane.batches.views import router as batches_router
+from control_plane.billing.plans import PlanBook
 from control_plane.billing.views import router as billing_router
 from control_plane.blobs.views import router as blobs_router
 from control_plane.clips.views import router as clips_router
@@ -94,6 +95,7 @@ def create_app(
     scheduler with it; a separate scheduler finds new jobs by polling the database)."""
     app = FastAPI(title="ReelFarm", version="0.1.0", description="Long videos in, captioned short clips out.")
     app.state.settings = settings
+    app.state.plans = PlanBook.from_settings(settings)
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.resolved_database_url))
     app.state.storage = storage or open_storage(settings)
     app.state.job_listener = job_listener or (lambda _job_id: None)

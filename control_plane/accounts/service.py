@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from control_plane.billing.plans import plan_of
+from control_plane.billing.plans import PlanBook
 from control_plane.errors import ApiError
 from reelfarm.database import utcnow
 from reelfarm.models.accounts import Account, ApiKey, Membership, User, UserSession
@@ -220,13 +220,14 @@ def create_api_key(*, session: Session, account: Account, name: str = "", scopes
     return plaintext
 
 
-def issue_api_key(*, session: Session, principal: Principal, name: str, scopes: list[str] | None) -> tuple[ApiKey, str]:
+def issue_api_key(*, session: Session, principal: Principal, name: str, scopes: list[str] | None,
+                  plans: PlanBook) -> tuple[ApiKey, str]:
     """A key made from the /keys page: owners and admins, within the plan's limit."""
     require_role(principal, "owner", "admin")
     unknown = sorted(set(scopes or ()) - set(SCOPES))
     if unknown:
         raise ApiError(400, f"unknown scopes {unknown}; known: {list(SCOPES)}")
-    plan = plan_of(principal.account.plan)
+    plan = plans.of(principal.account.plan)
     if not plan.api_access:
         raise ApiError(403, f"the {plan.name} plan does not include API access")
     # Serialise key creation per account so two requests cannot both pass the limit.

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from control_plane.accounts import service
-from control_plane.deps import SESSION_COOKIE, CurrentPrincipal, SessionDep, SettingsDep
+from control_plane.deps import SESSION_COOKIE, CurrentPrincipal, PlansDep, SessionDep, SettingsDep
 from reelfarm.models.accounts import ApiKey
 
 router = APIRouter(prefix="/api", tags=["accounts"])
@@ -125,8 +125,9 @@ def list_keys(principal: CurrentPrincipal, session: SessionDep):
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=CreatedKey,
              summary="Create an API key (owners and admins, signed in); the plaintext is returned once")
-def create_key(body: NewKey, principal: CurrentPrincipal, session: SessionDep):
-    key, plaintext = service.issue_api_key(session=session, principal=principal, name=body.name, scopes=body.scopes)
+def create_key(body: NewKey, principal: CurrentPrincipal, session: SessionDep, plans: PlansDep):
+    key, plaintext = service.issue_api_key(session=session, principal=principal, name=body.name, scopes=body.scopes,
+                                           plans=plans)
     session.commit()
     return {**_key_out(key), "key": plaintext}
 

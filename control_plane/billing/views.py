@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from control_plane.billing.plans import public_plans
+from control_plane.deps import PlansDep
 
 router = APIRouter(prefix="/api/billing", tags=["billing"])
 
 
-@router.get("/plans", summary="Plans and their limits (public)")
-def plans():
-    return {"plans": public_plans()}
+@router.get("/plans", summary="The plans in force and their limits (public)")
+def plans(plans: PlansDep):
+    return {"plans": plans.public(), "default_plan": plans.default_plan}

@@ -29,8 +29,10 @@ class WebhookEvent(Base):
     # What it is about: a job's id, or a campaign's.
     subject_id: Mapped[str] = mapped_column(String(64), index=True)
     url: Mapped[str] = mapped_column(String(2000))
-    # The exact bytes signed and sent (JSON), fixed when the event is written.
-    body: Mapped[str] = mapped_column(Text)
+    # The exact bytes signed and sent (JSON). Written by the API's delivery worker at its
+    # first claim when the process that recorded the event cannot render the payload (the
+    # scheduler records job events in finish_job); every retry and replay sends these bytes.
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
     # pending -> delivered | failed (attempts used up) | gone (the receiver answered 410)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

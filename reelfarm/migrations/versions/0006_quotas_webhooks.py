@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column('event', sa.String(length=64), nullable=False),
         sa.Column('subject_id', sa.String(length=64), nullable=False),
         sa.Column('url', sa.String(length=2000), nullable=False),
-        sa.Column('body', sa.Text(), nullable=False),
+        sa.Column('body', sa.Text(), nullable=True),
         sa.Column('status', sa.String(length=16), nullable=False),
         sa.Column('attempts', sa.Integer(), nullable=False),
         sa.Column('next_attempt_at', UTCDateTime(), nullable=False),
