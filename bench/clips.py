@@ -91,7 +91,8 @@ def main() -> None:
     try:
         with session_scope(stack.session_factory) as session:
             key = accounts.create_api_key(session=session,
-                                          account=accounts.get_or_create_account(session=session, name="bench"))  # fmt: skip
+                                          account=accounts.get_or_create_account(session=session, name="bench",
+                                                                                  plan="enterprise"))  # fmt: skip
         client = ReelFarmClient(stack.base_url, key, timeout=600)
         options = {"captionPreset": "karaoke"}
         uploaded = time.monotonic()

@@ -120,12 +120,13 @@ def start_stack(ray_session):
         stack.session_factory.kw["bind"].dispose()
 
 
-def new_api_key(session_factory, account: str = "tester") -> str:
+def new_api_key(session_factory, account: str = "tester", plan: str = "business") -> str:
+    """A key of `account` (made on `plan`, the default plan's default, when new), past the plan's checks."""
     from control_plane.accounts import service as accounts
     from reelfarm.database import session_scope
 
     with session_scope(session_factory) as session:
-        owner = accounts.get_or_create_account(session=session, name=account)
+        owner = accounts.get_or_create_account(session=session, name=account, plan=plan)
         return accounts.create_api_key(session=session, account=owner)
 
 

@@ -27,6 +27,7 @@ ROLES = ("owner", "admin", "member")
 SCOPES = ("uploads:write", "jobs:read", "jobs:write", "clips:read", "assets:read", "assets:write")
 SESSION_LIFETIME = timedelta(days=14)
 INVALID_KEY = "invalid or revoked API key"
+NO_API_ACCESS = "Your plan does not include API access"
 MIN_PASSWORD_LENGTH = 10
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # argon2id with the library's defaults (RFC 9106 low-memory profile).
@@ -59,10 +60,11 @@ class Principal:
 # ------------------------------------------------------------------ accounts and users
 
 
-def get_or_create_account(*, session: Session, name: str) -> Account:
+def get_or_create_account(*, session: Session, name: str, plan: str) -> Account:
+    """The account named `name`; made on `plan` (REELFARM_DEFAULT_PLAN's) when there is none."""
     account = session.scalar(select(Account).where(Account.name == name))
     if account is None:
-        account = Account(name=name)
+        account = Account(name=name, plan=plan)
         session.add(account)
         session.flush()
     return account
@@ -76,8 +78,9 @@ def _unique_account_name(session: Session, wanted: str) -> str:
     return name
 
 
-def sign_up(*, session: Session, email: str, password: str, account_name: str | None = None) -> tuple[User, Account]:
-    """A new user who owns a new workspace."""
+def sign_up(*, session: Session, email: str, password: str, plan: str,
+            account_name: str | None = None) -> tuple[User, Account]:  # fmt: skip
+    """A new user who owns a new workspace, on `plan` (the default plan)."""
     email = email.strip().lower()
     if not _EMAIL.match(email) or len(email) > 320:
         raise ApiError(400, "a valid email is required")
@@ -86,7 +89,8 @@ def sign_up(*, session: Session, email: str, password: str, account_name: str | 
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise ApiError(409, "email exists")
     user = User(email=email, password_hash=_hasher.hash(password))
-    account = Account(name=_unique_account_name(session, (account_name or email.split("@")[0]).strip()[:150]))
+    account = Account(name=_unique_account_name(session, (account_name or email.split("@")[0]).strip()[:150]),
+                      plan=plan)
     session.add_all([user, account])
     session.flush()
     session.add(Membership(account_id=account.id, user_id=user.id, role="owner"))
@@ -173,6 +177,60 @@ def principal_for_key(*, session: Session, plaintext: str) -> Principal | None:
     return Principal(account=account, via="key", scopes=tuple(key.scopes or SCOPES)) if account else None
 
 
+def require_api_access(principal: Principal, plans: PlanBook) -> None:
+    """403 for a key whose account's plan has no API access (signed-in users are never refused)."""
+    if principal.via == "key" and not plans.of(principal.account.plan).api_access:
+        raise ApiError(403, NO_API_ACCESS)
+
+
+def find_account(*, session: Session, id_or_name: str) -> Account:
+    """An account by its id or its name (the CLI's ACCOUNT); 404 when neither matches."""
+    account = session.get(Account, id_or_name) or session.scalar(select(Account).where(Account.name == id_or_name))
+    if account is None:
+        raise ApiError(404, f"no account with id or name {id_or_name!r}")
+    return account
+
+
+def has_owner(*, session: Session, account: Account) -> bool:
+    return session.scalar(select(Membership.id).where(Membership.account_id == account.id,
+                                                      Membership.role == "owner").limit(1)) is not None  # fmt: skip
+
+
+def make_owner(*, session: Session, account: Account, email: str, password: str | None = None) -> str | None:
+    """Make `email` an owner of `account` (an operator's act: the CLI), so someone can sign in to
+    review its batches. A new user gets `password`, or a generated one, which is returned
+    (None for an existing user, whose password is left alone)."""
+    email = email.strip().lower()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise ApiError(400, f"{email!r} is not an email address")
+    user = session.scalar(select(User).where(User.email == email))
+    created = None
+    if user is None:
+        created = password or secrets.token_urlsafe(12)
+        if len(created) < MIN_PASSWORD_LENGTH:
+            raise ApiError(400, f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        user = User(email=email, password_hash=_hasher.hash(created))
+        session.add(user)
+        session.flush()
+    membership = session.scalar(select(Membership).where(Membership.user_id == user.id,
+                                                         Membership.account_id == account.id))  # fmt: skip
+    if membership is None:
+        session.add(Membership(account_id=account.id, user_id=user.id, role="owner"))
+    else:
+        membership.role = "owner"
+    session.flush()
+    return created
+
+
+def change_plan(*, session: Session, account: Account, plan_id: str, plans: PlanBook) -> Account:
+    """Move the account to another plan (an operator's act: the CLI); 400 for an unknown plan."""
+    if plans.get(plan_id) is None:
+        raise ApiError(400, f"unknown plan {plan_id!r}; plans: {', '.join(plans.plans)}")
+    account.plan = plan_id
+    session.flush()
+    return account
+
+
 def principal_for_session(*, session: Session, token: str) -> Principal | None:
     row = session.scalar(select(UserSession).where(UserSession.token_hash == hash_key(token)))
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
@@ -220,27 +278,36 @@ def create_api_key(*, session: Session, account: Account, name: str = "", scopes
     return plaintext
 
 
-def issue_api_key(*, session: Session, principal: Principal, name: str, scopes: list[str] | None,
-                  plans: PlanBook) -> tuple[ApiKey, str]:
-    """A key made from the /keys page: owners and admins, within the plan's limit."""
-    require_role(principal, "owner", "admin")
+def issue_account_key(*, session: Session, account: Account, name: str, scopes: list[str] | None,
+                      plans: PlanBook) -> tuple[ApiKey, str]:
+    """A key for `account` within its plan: API access and the plan's number of active keys.
+
+    Every key a person asks for is made here (the /keys page, `reelfarm keys create`);
+    `create_api_key` alone is for keys the software makes for itself."""
     unknown = sorted(set(scopes or ()) - set(SCOPES))
     if unknown:
         raise ApiError(400, f"unknown scopes {unknown}; known: {list(SCOPES)}")
-    plan = plans.of(principal.account.plan)
+    plan = plans.of(account.plan)
     if not plan.api_access:
         raise ApiError(403, f"the {plan.name} plan does not include API access")
     # Serialise key creation per account so two requests cannot both pass the limit.
-    session.scalar(select(Account.id).where(Account.id == principal.account.id).with_for_update())
+    session.scalar(select(Account.id).where(Account.id == account.id).with_for_update())
     active = session.scalar(
         select(func.count()).select_from(ApiKey)
-        .where(ApiKey.account_id == principal.account.id, ApiKey.revoked_at.is_(None))
+        .where(ApiKey.account_id == account.id, ApiKey.revoked_at.is_(None))
     )  # fmt: skip
     if active >= plan.api_keys:
         raise ApiError(409, f"key limit reached: the {plan.name} plan allows {plan.api_keys} active keys")
-    plaintext = create_api_key(session=session, account=principal.account, name=name, scopes=scopes)
+    plaintext = create_api_key(session=session, account=account, name=name, scopes=scopes)
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext)))
     return key, plaintext
+
+
+def issue_api_key(*, session: Session, principal: Principal, name: str, scopes: list[str] | None,
+                  plans: PlanBook) -> tuple[ApiKey, str]:
+    """A key made from the /keys page: owners and admins, within the plan's limits."""
+    require_role(principal, "owner", "admin")
+    return issue_account_key(session=session, account=principal.account, name=name, scopes=scopes, plans=plans)
 
 
 def list_api_keys(*, session: Session, principal: Principal) -> list[ApiKey]:

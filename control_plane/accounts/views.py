@@ -77,9 +77,9 @@ def _set_cookie(response: Response, token: str, secure: bool) -> None:
 
 @router.post("/auth/signup", status_code=status.HTTP_201_CREATED, response_model=Me,
              summary="Create a user who owns a new workspace; signs them in")
-def sign_up(body: SignUp, response: Response, session: SessionDep, settings: SettingsDep):
+def sign_up(body: SignUp, response: Response, session: SessionDep, settings: SettingsDep, plans: PlansDep):
     user, account = service.sign_up(session=session, email=body.email, password=body.password,
-                                    account_name=body.accountName)  # fmt: skip
+                                    plan=plans.default_plan, account_name=body.accountName)  # fmt: skip
     token = service.start_session(session=session, user=user, account_id=account.id)
     session.commit()
     _set_cookie(response, token, secure=settings.environment == "prod")

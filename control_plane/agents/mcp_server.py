@@ -52,6 +52,7 @@ from starlette.types import Receive, Scope, Send
 from control_plane.accounts import service as accounts
 from control_plane.accounts.service import Principal
 from control_plane.batches import service as batches
+from control_plane.billing.plans import PlanBook, PlansFileError
 from control_plane.blobs import service as blobs
 from control_plane.deps import api_key_from
 from reelfarm.models.accounts import Account
@@ -107,13 +108,15 @@ class _NotVisible(Exception):
     """No such item for this caller: unknown, another account's, or not approved."""
 
 
-def authorize(session: Session, plaintext: str | None) -> Principal:
-    """The principal of a key that may read assets; KeyRefused otherwise."""
+def authorize(session: Session, plaintext: str | None, plans: PlanBook) -> Principal:
+    """The principal of a key that may read assets (and whose plan has API access); KeyRefused otherwise."""
     if not plaintext:
         raise KeyRefused(401, MISSING_KEY)
     principal = accounts.principal_for_key(session=session, plaintext=plaintext)
     if principal is None:
         raise KeyRefused(401, accounts.INVALID_KEY)
+    if not plans.of(principal.account.plan).api_access:
+        raise KeyRefused(403, accounts.NO_API_ACCESS, principal)
     if READ_SCOPE not in principal.scopes:
         raise KeyRefused(403, accounts.missing_scope(READ_SCOPE), principal)
     return principal
@@ -148,6 +151,7 @@ def build_mcp_server(settings: Settings, session_factory: sessionmaker[Session],
     settings' public_url, REELFARM_PUBLIC_URL); on S3 they are presigned S3 URLs.
     """
     fallback_url = (public_url or settings.public_url).strip().rstrip("/")
+    plans = PlanBook.from_settings(settings)
     # No subscriptions: the tool and resource lists never change, and a subscriptions/listen
     # stream would only hold an HTTP request open.
     server = MCPServer("reelfarm", title="ReelFarm assets", instructions=INSTRUCTIONS, version=_version(),
@@ -156,7 +160,7 @@ def build_mcp_server(settings: Settings, session_factory: sessionmaker[Session],
 
     def account_for(session: Session, ctx: Context, error: type[Exception]) -> Account:
         try:
-            return authorize(session, api_key_resolver(ctx)).account
+            return authorize(session, api_key_resolver(ctx), plans).account
         except KeyRefused as exc:
             raise error(exc.message) from None
 
@@ -262,16 +266,17 @@ class McpHttpApp:
     request/response view, an object with __call__ as a raw ASGI app (every method).
     """
 
-    def __init__(self, server: MCPServer, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, server: MCPServer, session_factory: sessionmaker[Session], plans: PlanBook) -> None:
         self.server = server
         self.session_factory = session_factory
+        self.plans = plans
         # The SDK's session manager drives the low-level server; MCPServer keeps it in a
         # private attribute (its own streamable_http_app() reads it the same way).
         self._lowlevel = server._lowlevel_server
 
     def _authorize(self, plaintext: str | None) -> Principal:
         with self.session_factory() as session:
-            return authorize(session, plaintext)
+            return authorize(session, plaintext, self.plans)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -317,7 +322,7 @@ def mcp_http_app(settings: Settings, session_factory: sessionmaker[Session], sto
         if sdk_log.level == logging.NOTSET:
             sdk_log.setLevel(logging.WARNING)
     server = build_mcp_server(settings, session_factory, storage, api_key_resolver=http_api_key)
-    return McpHttpApp(server, session_factory)
+    return McpHttpApp(server, session_factory, PlanBook.from_settings(settings))
 
 
 # ------------------------------------------------------------------ stdio
@@ -346,7 +351,7 @@ def run_stdio(settings: Settings, *, api_key: str | None = None, public_url: str
     The key is `api_key` or REELFARM_API_KEY (the agent's credential, not a server setting);
     download URLs start with `public_url` or the settings' (REELFARM_PUBLIC_URL), the
     control plane's address as the agent reaches it. Exits with status 2 and a message on stderr when the key is
-    missing, unknown, revoked or lacks assets:read, or the database cannot be read.
+    missing, unknown, revoked, lacks assets:read or its plan has no API access, or the database cannot be read.
     Nothing but MCP messages is written to stdout.
     """
     from sqlalchemy.exc import SQLAlchemyError
@@ -354,10 +359,14 @@ def run_stdio(settings: Settings, *, api_key: str | None = None, public_url: str
     key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
     if not key:
         _exit(f"{API_KEY_ENV} is not set: create a key with the assets:read scope and pass it in that variable")
+    try:
+        plans = PlanBook.from_settings(settings)
+    except PlansFileError as exc:
+        _exit(str(exc))
     session_factory = _existing_database(settings)
     try:
         with session_factory() as session:
-            principal = authorize(session, key)
+            principal = authorize(session, key, plans)
             account_name = principal.account.name
     except KeyRefused as exc:
         _exit(f"{API_KEY_ENV} refused: {exc.message}")

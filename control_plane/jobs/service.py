@@ -6,8 +6,11 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from control_plane.accounts.service import owned
+from control_plane.billing import quotas
+from control_plane.billing.plans import PlanBook
 from control_plane.errors import ApiError
 from control_plane.jobs import shapes
+from reelfarm import quotas as quota_counts
 from reelfarm.database import utcnow
 from reelfarm.models import Account, Artifact, Job, Task, Video
 from reelfarm.options import ProcessOptions
@@ -33,12 +36,22 @@ def check_options_fit(options: ProcessOptions, video: Video) -> None:
         raise ApiError(400, f"options.trimStart: beyond the video's duration ({video.duration_seconds:.2f} s)")
 
 
+def _charge_quota(*, session: Session, account: Account, options: ProcessOptions, plans: PlanBook) -> dict:
+    """Charge a new job's videos (the most clips it can produce) to the monthly quota before its
+    commit, 429 over quota; the charge as the Job's quota_month and quota_videos."""
+    charge = quotas.charge_videos(session=session, account=account, videos=quota_counts.videos_for(options),
+                                  plans=plans)  # fmt: skip
+    return {"quota_month": charge.month, "quota_videos": charge.videos}
+
+
 def create_job(
     *, session: Session, account: Account, video: Video, options: ProcessOptions, settings: Settings,
-    api: str = "reels", webhook_url: str | None = None, render_overrides: dict | None = None,
+    plans: PlanBook, api: str = "reels", webhook_url: str | None = None, render_overrides: dict | None = None,
 ) -> Job:
     check_options_fit(options, video)
+    charged = _charge_quota(session=session, account=account, options=options, plans=plans)
     job = Job(
+        **charged,
         account_id=account.id,
         video_id=video.id,
         original_name=video.original_name,
@@ -97,14 +110,17 @@ def job_view(*, session: Session, job: Job, with_tasks: bool = True) -> dict:
 
 def create_url_job(
     *, session: Session, account: Account, source_url: str, original_name: str, options: ProcessOptions,
-    settings: Settings, api: str = "reels", webhook_url: str | None = None,
+    settings: Settings, plans: PlanBook, api: str = "reels", webhook_url: str | None = None,
 ) -> Job:
     """A job whose video is still to be downloaded (control_plane/url_imports/downloads.py).
 
     It starts in `downloading` with no video, so the scheduler leaves it alone until the
-    downloader attaches the video and moves it to `queued`.
+    downloader attaches the video and moves it to `queued`. Its videos are charged now
+    (given back if the download fails).
     """
+    charged = _charge_quota(session=session, account=account, options=options, plans=plans)
     job = Job(
+        **charged,
         account_id=account.id,
         video_id=None,
         source_url=source_url,

@@ -27,10 +27,11 @@ import orjson
 from control_plane.jobs.shapes import JobSnapshot
 from reelfarm.states import TASK_KIND_ORDER
 
-# One row per requested (key, job) pair whose key is active; `ord` says which pair.
+# One row per requested (key, job) pair whose key is active; `ord` says which pair. The key's
+# account's plan comes with it: a plan without API access refuses the read (jobs/views.py).
 _SQL = """
-SELECT q.ord, k.scopes::text, j.id, j.original_name, j.video_id, j.status, j.stage, j.progress_percent, j.error,
-       j.cancel_requested_at IS NOT NULL, j.created_at, j.updated_at, j.options::text,
+SELECT q.ord, k.scopes::text, a.plan, j.id, j.original_name, j.video_id, j.status, j.stage, j.progress_percent,
+       j.error, j.cancel_requested_at IS NOT NULL, j.created_at, j.updated_at, j.options::text,
        (SELECT count(*) FROM artifacts ar WHERE ar.job_id = j.id AND ar.filename LIKE '%.mp4') AS clip_count,
        (SELECT json_agg(json_build_object(
                  'kind', t.kind, 'index', t.task_index, 'state', t.state, 'stage', t.stage,
@@ -39,6 +40,7 @@ SELECT q.ord, k.scopes::text, j.id, j.original_name, j.video_id, j.status, j.sta
           FROM tasks t WHERE t.job_id = j.id) AS tasks
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(key_hash, job_id, ord)
 JOIN api_keys k ON k.key_hash = q.key_hash AND k.revoked_at IS NULL
+JOIN accounts a ON a.id = k.account_id
 LEFT JOIN jobs j ON j.id = q.job_id AND j.account_id = k.account_id
 """.format(kind_rank="CASE t.kind " + " ".join(f"WHEN '{kind}' THEN {rank}" for rank, kind in enumerate(TASK_KIND_ORDER))
            + " END")  # the order a job's tasks run in, as the ORM path sorts them
@@ -47,6 +49,7 @@ LEFT JOIN jobs j ON j.id = q.job_id AND j.account_id = k.account_id
 @dataclass(frozen=True)
 class StatusRow:
     scopes: list[str] | None  # None: every scope
+    plan: str  # the key's account's plan id
     job: JobSnapshot | None  # None: no such job in the key's account
     clip_count: int = 0
     tasks: list[dict] | None = None
@@ -171,15 +174,16 @@ async def _nothing_to_reset(connection) -> None:
 def _status_row(record) -> StatusRow | None:
     if record is None:
         return None
-    (_, scopes, job_id, name, video_id, status, stage, progress, error, cancel_requested, created, updated, options,
-     clips, tasks) = record  # fmt: skip
+    (_, scopes, plan, job_id, name, video_id, status, stage, progress, error, cancel_requested, created, updated,
+     options, clips, tasks) = record  # fmt: skip
     scopes = orjson.loads(scopes) if scopes is not None else None
     if job_id is None:
-        return StatusRow(scopes=scopes, job=None)
+        return StatusRow(scopes=scopes, plan=plan, job=None)
     job = JobSnapshot(id=job_id, original_name=name, video_id=video_id, status=status, stage=stage,
                       progress_percent=progress or 0.0, error=error, cancel_requested=cancel_requested,
                       created_at=created, updated_at=updated, options=orjson.loads(options))  # fmt: skip
-    return StatusRow(scopes=scopes, job=job, clip_count=clips, tasks=orjson.loads(tasks) if tasks is not None else [])
+    return StatusRow(scopes=scopes, plan=plan, job=job, clip_count=clips,
+                     tasks=orjson.loads(tasks) if tasks is not None else [])
 
 
 def _asyncpg_dsn(database_url: str) -> str | None:

@@ -97,9 +97,9 @@ def test_keys_cannot_manage_keys_members_or_each_other(api, signed_up):
 
 def test_key_limit_per_account_comes_from_the_plan(signed_up):
     browser = signed_up("many@example.com")
-    keys = [_key(browser, name=f"k{i}") for i in range(10)]  # the business plan allows 10
+    keys = [_key(browser, name=f"k{i}") for i in range(20)]  # the business plan (the default) allows 20
     over = browser.post("/api/keys", json={})
-    assert over.status_code == 409 and "10 active keys" in over.json()["error"]
+    assert over.status_code == 409 and "20 active keys" in over.json()["error"]
     browser.delete(f"/api/keys/{keys[0]['id']}")  # revoking frees a slot
     assert browser.post("/api/keys", json={}).status_code == 201
 
@@ -137,7 +137,7 @@ def test_billing_plans_are_public(api):
     response = api.get("/api/billing/plans")
     assert response.status_code == 200
     plans = {p["id"]: p for p in response.json()["plans"]}
-    assert plans["business"]["api_keys"] == 10 and plans["free"]["api_access"] is False
+    assert plans["business"]["api_keys"] == 20 and plans["free"]["api_access"] is False
 
 
 def test_unauthenticated_requests_are_401_json(api):

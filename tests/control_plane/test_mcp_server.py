@@ -116,8 +116,8 @@ def world(settings, tmp_path):
     video = {"kind": "video", "fmt": "mp4", "content_type": "video/mp4",
              "media": {"width": 1080, "height": 1920, "duration_seconds": 3.5}}  # fmt: skip
     with session_scope(world.session_factory) as session:
-        a = accounts.get_or_create_account(session=session, name="acme")
-        b = accounts.get_or_create_account(session=session, name="globex")
+        a = accounts.get_or_create_account(session=session, name="acme", plan="business")
+        b = accounts.get_or_create_account(session=session, name="globex", plan="business")
         world.keys["a"] = accounts.create_api_key(session=session, account=a, name="agent")
         world.keys["a2"] = accounts.create_api_key(session=session, account=a, name="revoked later")
         world.keys["b"] = accounts.create_api_key(session=session, account=b, name="agent")
