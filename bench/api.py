@@ -22,6 +22,7 @@ each sending GETs back to back), in its own process. On a 2-core machine the ser
 PostgreSQL and the load generator share the two cores: read the CPU split printed.
 
 Run:  .venv/bin/python bench/api.py                 (under 2 minutes on 2 cores)
+      .venv/bin/python bench/api.py --limiter-only  (the /api/v1 rate limiter's added p50 latency, memory and Redis)
       .venv/bin/python bench/api.py --skip-upload   (A1 only)
 """
 
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,7 @@ MB = 1_000_000
 MIB = 1 << 20
 RSS_TARGET_BYTES = 150 * MB
 RATIO_TARGET = 0.5
+LIMITER_TARGET_MS = 0.5  # p50 latency the /api/v1 rate limiter may add
 
 
 def _impls() -> tuple[str, str]:
@@ -317,8 +320,8 @@ def run_load(port: int, path: str, headers: list[str], server_pid: int, pg_pid: 
 
 def seed(database_url: str) -> dict:
     from control_plane.accounts.service import create_api_key, get_or_create_account
-    from reelfarm import migrate
-    from reelfarm.database import make_engine, make_session_factory
+    from reelfarm import migrate, nodes
+    from reelfarm.database import make_engine, make_session_factory, utcnow
     from reelfarm.models.clips import Artifact
     from reelfarm.models.jobs import Job
     from reelfarm.models.tasks import Task
@@ -330,9 +333,9 @@ def seed(database_url: str) -> dict:
         migrate.upgrade(engine)
         factory = make_session_factory(engine)
         with factory() as s:
-            account = get_or_create_account(session=s, name="bench")
+            account = get_or_create_account(session=s, name="bench", plan="enterprise")
             key = create_api_key(session=s, account=account, name="bench")
-            other = get_or_create_account(session=s, name="someone else")
+            other = get_or_create_account(session=s, name="someone else", plan="enterprise")
             create_api_key(session=s, account=other, name="other")
             video = Video(account_id=account.id, original_name="podcast-episode-42.mp4", sha256="ab" * 32,
                           size_bytes=1_234_567_890, storage_key="blobs/ab/" + "ab" * 32, duration_seconds=3600.0,
@@ -355,6 +358,9 @@ def seed(database_url: str) -> dict:
                 for ext, ctype in (("mp4", "video/mp4"), ("jpg", "image/jpeg")):
                     s.add(Artifact(job_id=job.id, clip_index=i, filename=f"clip_{i:02d}.{ext}", sha256="cd" * 32,
                                    size_bytes=1000, storage_key="blobs/cd/" + "cd" * 32, content_type=ctype))  # fmt: skip
+            # A render node as a scheduler publishes one: the API takes jobs only while one is
+            # live (control_plane/jobs/pipeline.py). None runs here, so it is dated ahead.
+            nodes.publish(s, [nodes.SeenNode("bench-node", "127.0.0.1:9", False, utcnow() + timedelta(days=1))])
             s.commit()
             return {"key": key, "job_id": job.id, "account_id": account.id}
     finally:
@@ -525,6 +531,124 @@ def profile(database_url: str, key: str, job_id: str, data_dir: Path) -> dict:
     return result
 
 
+# ------------------------------------------------------------------ rate limiter overhead (issue 4's limits)
+
+
+def limiter_overhead(iterations: int = 4000) -> dict:
+    """p50 latency the /api/v1 rate limiter adds, per backend, in this process (ASGI calls, no HTTP).
+
+    For each backend (in-process; Redis on a throwaway local redis-server) one app is built by
+    create_app; each request is timed through the limiter middleware and, interleaved, through
+    the same app just inside it (the middleware's `.app`): the same endpoint without the limiter.
+    Each request comes from its own client address, so none is refused (a 429 would be cheaper).
+    Endpoints: GET /api/v1/blobs with a key (a cached key lookup, the IP layer, the plan headers;
+    200 after a SQLite read) and GET /api/v1/jobs/x without one (the IP layer only; the route's 401).
+    """
+    import asyncio
+
+    from control_plane.accounts.service import create_api_key, get_or_create_account
+    from control_plane.limits.middleware import RateLimitMiddleware
+    from control_plane.main import create_app
+    from harness.local_redis import LocalRedis
+    from reelfarm.database import make_engine, make_session_factory, session_scope
+    from reelfarm.migrate import upgrade
+    from reelfarm.settings import Settings
+
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    tmp = Path(tempfile.mkdtemp(prefix="reelfarm-bench-limiter-"))
+    redis_server = LocalRedis().start()
+    out: dict = {}
+    try:
+        for backend in ("memory", "redis"):
+            settings = Settings(environment="test", data_dir=tmp / backend,
+                                redis_url=redis_server.url if backend == "redis" else None)  # fmt: skip
+            engine = make_engine(settings.resolved_database_url)
+            upgrade(engine)
+            sessions = make_session_factory(engine)
+            with session_scope(sessions) as session:
+                key = create_api_key(session=session, account=get_or_create_account(
+                    session=session, name="bench", plan="enterprise"))  # fmt: skip
+            app = create_app(settings, session_factory=sessions)
+            limited = app.build_middleware_stack()
+            while not isinstance(limited, RateLimitMiddleware):
+                limited = limited.app
+            cases = {"GET /api/v1/blobs, key": ("/api/v1/blobs", [(b"x-api-key", key.encode())], 200),
+                     "GET /api/v1/jobs/x, no key": ("/api/v1/jobs/x", [], 401)}  # fmt: skip
+            out[backend] = run(_limiter_cases(app, limited, cases, iterations))
+            engine.dispose()
+    finally:
+        redis_server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+async def _limiter_cases(app, limited, cases: dict, iterations: int) -> dict:
+    results = {}
+    for label, (path, headers, expected) in cases.items():
+        timings = await _time_with_and_without(app, limited, path, headers, expected, iterations)
+        p50_with, p50_without = (statistics.median(t) * 1000 for t in timings)
+        results[label] = {"p50_ms_without": p50_without, "p50_ms_with": p50_with,
+                          "added_p50_ms": p50_with - p50_without, "ratio": p50_with / p50_without,
+                          "iterations": iterations}  # fmt: skip
+    await app.state.rate_limits.close()
+    return results
+
+
+async def _time_with_and_without(app, limited, path: str, headers: list, expected: int, iterations: int):
+    statuses: list[int] = []
+    n = 0
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def call(target) -> float:
+        nonlocal n
+        n += 1
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "root_path": "", "headers": [(b"host", b"127.0.0.1"), *headers],
+                 "client": (f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 1),
+                 "server": ("127.0.0.1", 80), "app": app, "state": {}}  # fmt: skip
+        started = time.perf_counter()
+        await target(scope, receive, send)
+        return time.perf_counter() - started
+
+    for _ in range(200):  # warm-up: the key cache, the Redis pool and script, the DB pool
+        await call(limited)
+        await call(limited.app)
+    with_limiter, without = [], []
+    for i in range(iterations):  # interleaved, each order half the time
+        if i % 2:
+            with_limiter.append(await call(limited))
+            without.append(await call(limited.app))
+        else:
+            without.append(await call(limited.app))
+            with_limiter.append(await call(limited))
+    if set(statuses) != {expected}:
+        raise RuntimeError(f"{path}: answered {sorted(set(statuses))}, expected {expected}")
+    return with_limiter, without
+
+
+def print_limiter(result: dict) -> None:
+    print(f"Rate limiter overhead, in-process ASGI calls, p50 of {next(iter(result['memory'].values()))['iterations']}"
+          f" interleaved requests each (target: < {LIMITER_TARGET_MS} ms added):")
+    for backend, cases in result.items():
+        for label, v in cases.items():
+            verdict = "met" if v["added_p50_ms"] < LIMITER_TARGET_MS else "NOT met"
+            print(f"    {backend:<6} {label:<28} without {v['p50_ms_without']:.3f} ms, with {v['p50_ms_with']:.3f} ms"
+                  f" -> +{v['added_p50_ms']:.3f} ms (x{v['ratio']:.2f}) {verdict}")
+    sys.stdout.flush()
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -584,8 +708,16 @@ def main() -> None:
     parser.add_argument("--skip-upload", action="store_true")
     parser.add_argument("--skip-sync-hello", action="store_true", help="skip the `def` hello twin")
     parser.add_argument("--skip-profile", action="store_true", help="skip the in-process (no HTTP) timings")
+    parser.add_argument("--skip-limiter", action="store_true", help="skip the rate limiter's overhead")
+    parser.add_argument("--limiter-only", action="store_true", help="only the rate limiter's overhead (no PostgreSQL)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.limiter_only:
+        limiter = limiter_overhead()
+        print_limiter(limiter)
+        if args.json:
+            args.json.write_text(json.dumps({"limiter": limiter}, indent=2))
+        return
 
     import psutil
 
@@ -666,6 +798,10 @@ def main() -> None:
                 coalesced = f", {v['reads_per_statement']:.1f} reads per SQL statement" if "reads_per_statement" in v else ""
                 print(f"    {v['cpu_us']:7.1f} us  {label}{coalesced}")
             sys.stdout.flush()
+
+        if not args.skip_limiter:
+            results["limiter"] = limiter_overhead()
+            print_limiter(results["limiter"])
 
         if not args.skip_upload:
             size = int(args.upload_gib * GIB)
