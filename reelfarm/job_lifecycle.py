@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from reelfarm import outbox, quotas
 from reelfarm.database import utcnow
 from reelfarm.models.jobs import Job
 from reelfarm.models.tasks import Task
-from reelfarm.states import ACTIVE_TASK_STATES, JOB_MACHINE, TASK_MACHINE, JobStatus, TaskState, transition
+from reelfarm.states import ACTIVE_TASK_STATES, JOB_MACHINE, TASK_MACHINE, JobStatus, TaskKind, TaskState, transition
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,16 @@ def finish_job(session: Session, job: Job, status: JobStatus, *, error: str | No
     finished = Finished(job)
     if tasks is None:
         tasks = session.scalars(select(Task).where(Task.job_id == job.id))
+    rendered = False  # a clip was rendered: a cancelled job keeps its quota charge
     for task in tasks:
+        rendered = rendered or (task.kind == TaskKind.render and task.state == TaskState.completed)
         if task.state in ACTIVE_TASK_STATES and task.node_id:
             finished.node_cancels.append((task.node_id, task.id))
         transition(TASK_MACHINE, task, TaskState.cancelled, "state")
+    if status == JobStatus.failed or (status == JobStatus.cancelled and not rendered):
+        quotas.give_back(session, job)  # its monthly videos, in this transaction
     log.info("job %s %s%s", job.id, status, f": {job.error}" if error else "")
     for listener in list(_listeners):
         listener(session, job)
+    outbox.record_job_event(session, job)  # its webhook, committed with this state or not at all
     return finished
