@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analysis import selection
 from analysis.llm import LlmConfig
+from reelfarm import nodes as node_rows
 from reelfarm.database import new_id, session_scope, utcnow
 from reelfarm.job_lifecycle import finish_job
 from reelfarm.models import Artifact, Clip, Job, Task, Video
@@ -166,6 +167,8 @@ class SchedulerCore:
         self._select_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="select")
         self._to_select: set[str] = set()
         self._selecting: set[str] = set()
+        # The nodes written to the database for the API (node id -> (last_seen, draining) written).
+        self._published: dict[str, tuple[float, bool]] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -195,6 +198,10 @@ class SchedulerCore:
             self._wakeup.wait(self.config.poll_interval_seconds)
             self._wakeup.clear()
         self.flush_progress()
+        try:
+            self.publish_nodes(stopping=True)  # a stopped scheduler has no nodes: the API answers 503 at once
+        except Exception:
+            log.exception("could not withdraw the published nodes")
 
     def tick(self) -> None:
         self.cancel_requested()
@@ -202,6 +209,7 @@ class SchedulerCore:
         self.start_selections()
         self.expire()
         self.dispatch()
+        self.publish_nodes()
         if self.clock() - self._last_flush >= self.config.progress_flush_seconds:
             self.flush_progress()
 
@@ -431,6 +439,32 @@ class SchedulerCore:
                 self._requeue(task_id, lease.lease_id, f"refused by {node_id}: {reason}", count_attempt=False)
 
     # ---------------------------------------------------------------- node registry
+
+    def publish_nodes(self, stopping: bool = False) -> None:
+        """Write the nodes this scheduler sees to the database, the API's view of them (reelfarm/nodes.py).
+
+        A new node (or a change of its draining) at once (registration wakes a tick), a known
+        one again when a later heartbeat came in (at most a write per node per half heartbeat
+        interval, never one per progress report), and a lost one is deleted.
+        """
+        now, wall = self.clock(), utcnow()
+        interval = self.config.heartbeat_interval_seconds
+        with self._lock:
+            current = {} if stopping else self.nodes
+            due = [node_rows.SeenNode(n.node_id, n.address, n.draining, wall - timedelta(seconds=now - n.last_seen))
+                   for n in current.values()
+                   if (p := self._published.get(n.node_id)) is None or p[1] != n.draining
+                   or n.last_seen - p[0] >= interval / 2]  # fmt: skip
+            marks = {s.node_id: (current[s.node_id].last_seen, s.draining) for s in due}
+            gone = [node_id for node_id in self._published if node_id not in current]
+        if not due and not gone:
+            return
+        with self._db_lock, session_scope(self.sessions) as s:
+            node_rows.publish(s, due, gone)
+        with self._lock:
+            for node_id in gone:
+                self._published.pop(node_id, None)
+            self._published.update(marks)
 
     def register_node(
         self, node_id: str, address: str, capabilities: dict, running_lease_ids: list[str]

@@ -6,19 +6,32 @@ subfolder would shadow the root one for modules that `import conftest`).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fastapi.testclient import TestClient
 
 from control_plane.main import create_app
-from reelfarm.database import make_engine, make_session_factory
+from reelfarm import nodes
+from reelfarm.database import make_engine, make_session_factory, session_scope, utcnow
 from reelfarm.migrate import upgrade
+
+
+def stand_in_node(session_factory, node_id: str = "stand-in") -> None:
+    """Publish a render node as a scheduler would (reelfarm/nodes.py), so an API with no scheduler
+    accepts jobs (control_plane/jobs/pipeline.py). No scheduler refreshes it, so it is dated a day
+    ahead: live for the whole test. Nothing ever runs the jobs."""
+    with session_scope(session_factory) as session:
+        nodes.publish(session, [nodes.SeenNode(node_id, "127.0.0.1:9", False, utcnow() + timedelta(days=1))])
 
 
 @pytest.fixture
 def api_app(settings):
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
-    app = create_app(settings, session_factory=make_session_factory(engine))
+    sessions = make_session_factory(engine)
+    stand_in_node(sessions)
+    app = create_app(settings, session_factory=sessions)
     yield app
     engine.dispose()
 

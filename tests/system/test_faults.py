@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import ray
+from api_fixtures import stand_in_node
 from conftest import make_video, new_api_key
 from sqlalchemy import select
 
@@ -118,6 +119,7 @@ def test_retries_exhausted_fail_the_job(start_stack, settings, sample_video):
     from render_nodes.actor import start_render_nodes
 
     stack = start_stack(settings, nodes=0)
+    stand_in_node(stack.session_factory)  # no node yet: without it the API refuses the job (503)
     client = ReelFarmClient(stack.base_url, new_api_key(stack.session_factory))
     job_id = client.upload(sample_video, {"mode": "none"})["jobId"]
     # Lose the stored source before any node can fetch it: every attempt fails (retryably).
