@@ -8,9 +8,10 @@ readable reason. Jobs still `downloading` when the API starts (it was stopped or
 crashed mid-download) are downloaded again from the start.
 
 A URL that answers with a web page (YouTube, TikTok...) instead of a media file is
-handed to yt-dlp when it is installed (optional, not a dependency) and `allow_yt_dlp`
-is on. yt-dlp fetches through its own HTTP stack, so only the page's host is checked
-against the address guard, not the hosts it goes on to fetch from.
+handed to yt-dlp when `allow_yt_dlp` is on (001: page links of ~1000 sites). Every
+request yt-dlp makes, to the page's host and to every host it goes on to (CDNs,
+manifests, fragments, redirects), goes through the same address guard
+(url_imports/guarded_yt_dlp.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from control_plane.billing.plans import PlanBook
 from control_plane.errors import ApiError
 from control_plane.jobs import service as jobs
 from control_plane.url_imports.address_guard import (
@@ -78,7 +80,7 @@ def name_from_url(url: httpx.URL) -> str:
 
 
 def submit_url(*, session: Session, account: Account, url: str, options: ProcessOptions,
-               settings: Settings, api: str = "reels", webhook_url: str | None = None) -> Job:
+               settings: Settings, plans: PlanBook, api: str = "reels", webhook_url: str | None = None) -> Job:
     """Check the URL and make its `downloading` job; 400 when the URL is invalid or refused.
 
     The first host is resolved and checked here, so an obviously refused URL (a private
@@ -97,7 +99,7 @@ def submit_url(*, session: Session, account: Account, url: str, options: Process
     except FetchError as exc:
         raise ApiError(400, f"url: {exc}") from None
     return jobs.create_url_job(session=session, account=account, source_url=str(parsed),
-                               original_name=name_from_url(parsed), options=options, settings=settings,
+                               original_name=name_from_url(parsed), options=options, settings=settings, plans=plans,
                                api=api, webhook_url=webhook_url)  # fmt: skip
 
 
@@ -290,11 +292,13 @@ def _fetch_with_yt_dlp(url: httpx.URL, ctx: _Context, policy: AddressPolicy) -> 
     if not settings.allow_yt_dlp:
         raise DownloadFailed(YT_DLP_DISABLED)
     try:
-        import yt_dlp
+        import yt_dlp  # noqa: F401  (a dependency: only a broken install lacks it)
+
+        from control_plane.url_imports.guarded_yt_dlp import GuardedYoutubeDL, guarded_format
     except ImportError:
         raise DownloadFailed(YT_DLP_MISSING) from None
     try:
-        policy.check_url(url)  # yt-dlp resolves the name again itself: check it once more
+        policy.check_url(url)  # refused at once, before yt-dlp starts (its requests are checked too)
     except FetchRefused as exc:
         raise DownloadFailed(f"download refused: {exc}") from None
     except FetchError as exc:
@@ -323,7 +327,7 @@ def _fetch_with_yt_dlp(url: httpx.URL, ctx: _Context, policy: AddressPolicy) -> 
     params = {
         "outtmpl": str(folder / "video.%(ext)s"),
         # One file up to 1080p (clips are at most 1080 wide), video and audio merged by ffmpeg.
-        "format": "bv*[height<=1080]+ba/b[height<=1080]/bv*+ba/b",
+        "format": guarded_format("bv*[height<=1080]+ba/b[height<=1080]/bv*+ba/b"),
         "merge_output_format": "mp4",
         "noplaylist": True,
         "max_filesize": limit,
@@ -336,15 +340,18 @@ def _fetch_with_yt_dlp(url: httpx.URL, ctx: _Context, policy: AddressPolicy) -> 
         "cachedir": False,
         "restrictfilenames": True,
     }
+    ydl = None
     try:
         try:
-            with yt_dlp.YoutubeDL(params) as ydl:
+            with GuardedYoutubeDL(params, policy=policy) as ydl:
                 info = ydl.extract_info(str(url), download=True) or {}
         except (Interrupted, DownloadFailed):
             raise
         except Exception as exc:  # noqa: BLE001  yt-dlp's errors (DownloadError...) become the job's reason
             if interrupted:
                 raise interrupted[0] from None
+            if ydl is not None and ydl.refusals:
+                raise DownloadFailed(f"download refused: {ydl.refusals[0]}") from None
             message = str(exc).removeprefix("ERROR: ").strip() or type(exc).__name__
             raise DownloadFailed(f"download failed: {message[:500]}") from None
         if interrupted:

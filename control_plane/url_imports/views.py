@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.deps import SessionDep, SettingsDep, UploadsAccount
 from control_plane.errors import ApiError
+from control_plane.jobs.pipeline import PipelineReady
 from control_plane.jobs.schemas import parse_options
 from control_plane.url_imports import downloads
 
@@ -39,12 +40,13 @@ class ErrorOut(BaseModel):
     responses={400: {"model": ErrorOut, "description": "missing or invalid url, refused address, bad options"}},
     summary="Start a job from a video's URL; it downloads in the background (poll GET /api/jobs/{jobId})",
 )
-def upload_url(request: Request, account: UploadsAccount, session: SessionDep, settings: SettingsDep,
-               body: UrlUpload | None = None):
+def upload_url(request: Request, account: UploadsAccount, _pipeline: PipelineReady, session: SessionDep,
+               settings: SettingsDep, body: UrlUpload | None = None):
     if body is None:
         raise ApiError(400, "url required (send JSON: {\"url\": ..., \"options\": {...}})")
     options = parse_options(body.options)
-    job = downloads.submit_url(session=session, account=account, url=body.url, options=options, settings=settings)
+    job = downloads.submit_url(session=session, account=account, url=body.url, options=options, settings=settings,
+                               plans=request.app.state.plans)
     request.app.state.downloads.submit(job.id)
     return {
         "jobId": job.id,

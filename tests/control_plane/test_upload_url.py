@@ -13,10 +13,10 @@ from __future__ import annotations
 import socket
 import sys
 import threading
-import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from api_fixtures import stand_in_node
 from conftest import make_video
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -76,6 +76,14 @@ class MediaServer:
                     self.send(404, b"not here", "text/plain")
                 elif path == "/watch":
                     self.send(200, b"<!doctype html><title>a video page</title>", "text/html; charset=utf-8")
+                elif path.startswith("/page/"):  # a page embedding a video (HTML5), for yt-dlp's generic extractor
+                    source = {"here": "/talk.mp4", "private": "http://10.255.1.2/talk.mp4",
+                              "redirected": "/to-private.mp4"}[path.removeprefix("/page/")]
+                    page = (f'<!doctype html><html><head><title>A talk</title></head><body>'
+                            f'<video controls><source src="{source}" type="video/mp4"></video></body></html>')
+                    self.send(200, page.encode(), "text/html; charset=utf-8")
+                elif path == "/to-private.mp4":
+                    self.send(302, b"", "text/plain", {"Location": "http://192.168.77.1/talk.mp4"})
                 elif path == "/notes.mp4":
                     self.send(200, b"this is not a video at all\n" * 200, "video/mp4")
                 elif path == "/huge.mp4":  # announces more than the limit
@@ -138,6 +146,7 @@ def make_app(settings):
     """Apps on the test's database; by default loopback is allow-listed. Pools stop at teardown."""
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
+    stand_in_node(make_session_factory(engine))  # no scheduler here: the API would answer 503
     apps = []
 
     def make(**update):
@@ -272,36 +281,28 @@ def test_html_page_with_yt_dlp_disabled(make_app, media):
     assert "turned off" in failed_with(client, media.url("/watch"))
 
 
-def test_html_page_goes_to_yt_dlp(api_app, signed_up, media, video_bytes, monkeypatch):
-    """A stand-in yt_dlp module: the page URL is handed over and its file stored."""
-    seen: dict = {}
-
-    class YoutubeDL:
-        def __init__(self, params):
-            seen["params"] = params
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def extract_info(self, url, download=True):
-            seen["url"] = url
-            path = seen["params"]["outtmpl"].replace("%(ext)s", "mp4")
-            with open(path, "wb") as f:
-                f.write(video_bytes)
-            for hook in seen["params"]["progress_hooks"]:
-                hook({"status": "finished", "downloaded_bytes": len(video_bytes), "total_bytes": len(video_bytes)})
-            return {"title": "A talk", "ext": "mp4"}
-
-    monkeypatch.setitem(sys.modules, "yt_dlp", types.SimpleNamespace(YoutubeDL=YoutubeDL))
+def test_video_page_is_imported_with_yt_dlp(api_app, signed_up, media, video_bytes):
+    """001: page links go to yt-dlp (here its generic extractor, on a page with an HTML5 <video>)."""
     client = signed_up("a@example.com")
-    job = wait_for(client, submitted(client, media.url("/watch")))
+    job = wait_for(client, submitted(client, media.url("/page/here"), {"mode": "none"}))
     assert job["status"] == "queued", job
-    assert job["originalName"] == "A talk.mp4"
-    assert seen["url"] == media.url("/watch")
-    assert seen["params"]["max_filesize"] == LIMIT and seen["params"]["noplaylist"] is True
+    assert job["originalName"].endswith(".mp4") and "talk" in job["originalName"].lower(), job["originalName"]
+    with api_app.state.session_factory() as session:
+        video = session.scalars(select(Video)).one()
+        assert video.size_bytes == len(video_bytes)
+    # Both the page and the video it embeds were fetched (through the guarded client; loopback is allow-listed).
+    paths = [path for path, _host in media.requests]
+    assert "/page/here" in paths and "/talk.mp4" in paths
+    assert api_app.state.listener_calls == [job["jobId"]]
+
+
+@pytest.mark.parametrize(("page", "address"), [("private", "10.255.1.2"), ("redirected", "192.168.77.1")])
+def test_yt_dlp_requests_are_address_checked(signed_up, media, page, address):
+    """The page's host is allowed; the video it points yt-dlp at (directly, or by a redirect) is not."""
+    error = failed_with(signed_up("a@example.com"), media.url(f"/page/{page}"))
+    assert error.startswith("download refused: ") and address in error and "private address" in error, error
+    if page == "redirected":
+        assert ("/to-private.mp4", f"127.0.0.1:{media.port}") in media.requests  # refused at the hop
 
 
 def test_not_a_video(signed_up, media):
@@ -345,7 +346,8 @@ def test_download_left_by_a_restart_is_resumed(make_app, media):
 
         job = downloads.submit_url(session=session, account=session.get(Account, account_id),
                                    url=media.url("/talk.mp4"), options=ProcessOptions(),
-                                   settings=first.state.settings)  # never handed to a pool  # fmt: skip
+                                   settings=first.state.settings,
+                                   plans=first.state.plans)  # never handed to a pool  # fmt: skip
     assert job.status == "downloading"
     second = make_app()
     with TestClient(second):  # its lifespan starts the pool, which finds the job
