@@ -35,13 +35,15 @@ from sqlalchemy.orm import Session
 from control_plane.errors import ApiError
 from reelfarm import signing
 from reelfarm.models.accounts import Account
-from reelfarm.models.blobs import Asset, Blob
+from reelfarm.models.blobs import Asset, Blob, UploadUrl
 from reelfarm.settings import Settings
 from reelfarm.storage import SINGLE_PUT_MAX_BYTES, Storage
 
 log = logging.getLogger(__name__)
 
 UPLOAD_URL_SECONDS = 3600
+# A retry is given the URL already issued while it has at least this long to run.
+UPLOAD_URL_REUSE_SECONDS = 600
 DOWNLOAD_URL_SECONDS = 3600
 SNIFF_BYTES = 64 * 1024
 UPLOAD_PURPOSE = "blob-upload"
@@ -86,10 +88,15 @@ def get_asset(*, session: Session, account: Account, sha256: str) -> Asset | Non
 
 def upload_urls(*, session: Session, account: Account, storage: Storage, settings: Settings, base_url: str,
                 requests: list[UploadRequest]) -> list[dict]:  # fmt: skip
-    """Per blob: already stored for this account, or where to PUT it (asking again is harmless)."""
+    """Per blob: already stored for this account, or where to PUT it.
+
+    Asking again is harmless and idempotent (000): the same hash, size and type get the
+    same URL back while it has at least UPLOAD_URL_REUSE_SECONDS to run; past that, a
+    fresh one (a URL about to expire would fail the retry it was asked for).
+    """
     limit = min(settings.max_blob_bytes, SINGLE_PUT_MAX_BYTES)
     answers = []
-    expires_at = int(time.time()) + UPLOAD_URL_SECONDS
+    now = int(time.time())
     for req in requests:
         sha = normalise_sha256(req.sha256)
         content_type = req.content_type.strip().lower()
@@ -101,18 +108,43 @@ def upload_urls(*, session: Session, account: Account, storage: Storage, setting
         if session.get(Asset, asset_id) is not None:
             answers.append({"sha256": sha, "asset_id": asset_id, "status": "exists", "upload_url": None})
             continue
-        url = storage.presigned_put_url(staging_key(asset_id), sha256=sha, size_bytes=req.size_bytes,
-                                        content_type=content_type, expires_seconds=UPLOAD_URL_SECONDS)  # fmt: skip
-        if url is None:  # the control plane receives the bytes itself
-            token = signing.sign(secret=settings.secret_key, purpose=UPLOAD_PURPOSE, expires_at=expires_at,
-                                 claims={"a": account.id, "s": sha, "n": req.size_bytes, "t": content_type})  # fmt: skip
-            url = f"{base_url.rstrip('/')}/api/v1/blobs/uploads/{token}"
+        issued = _issued_upload_url(session=session, account=account, storage=storage, settings=settings,
+                                    base_url=base_url, asset_id=asset_id, sha=sha, size_bytes=req.size_bytes,
+                                    content_type=content_type, now=now)  # fmt: skip
         answers.append({
-            "sha256": sha, "asset_id": asset_id, "status": "upload_required", "upload_url": url,
+            "sha256": sha, "asset_id": asset_id, "status": "upload_required", "upload_url": issued.url,
             "upload_method": "PUT", "upload_headers": {"Content-Type": content_type},
-            "expires_at": datetime.fromtimestamp(expires_at, UTC).isoformat().replace("+00:00", "Z"),
+            "expires_at": issued.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         })  # fmt: skip
+    session.commit()
     return answers
+
+
+def _issued_upload_url(*, session: Session, account: Account, storage: Storage, settings: Settings, base_url: str,
+                       asset_id: str, sha: str, size_bytes: int, content_type: str, now: int) -> UploadUrl:
+    issued = session.get(UploadUrl, asset_id)
+    if (issued is not None and issued.size_bytes == size_bytes and issued.content_type == content_type
+            and issued.expires_at.timestamp() - now >= UPLOAD_URL_REUSE_SECONDS):
+        return issued
+    expires_at = now + UPLOAD_URL_SECONDS
+    url = storage.presigned_put_url(staging_key(asset_id), sha256=sha, size_bytes=size_bytes,
+                                    content_type=content_type, expires_seconds=UPLOAD_URL_SECONDS)  # fmt: skip
+    if url is None:  # the control plane receives the bytes itself
+        token = signing.sign(secret=settings.secret_key, purpose=UPLOAD_PURPOSE, expires_at=expires_at,
+                             claims={"a": account.id, "s": sha, "n": size_bytes, "t": content_type})  # fmt: skip
+        url = f"{base_url.rstrip('/')}/api/v1/blobs/uploads/{token}"
+    fields = {"account_id": account.id, "size_bytes": size_bytes, "content_type": content_type, "url": url,
+              "expires_at": datetime.fromtimestamp(expires_at, UTC)}  # fmt: skip
+    if issued is not None:
+        for name, value in fields.items():
+            setattr(issued, name, value)
+        return issued
+    fresh = UploadUrl(asset_id=asset_id, **fields)
+    if _insert(session, fresh):
+        return fresh
+    # A concurrent request for the same blob issued one first: everyone gets that one.
+    return session.scalars(select(UploadUrl).where(UploadUrl.asset_id == asset_id)
+                           .execution_options(populate_existing=True)).one()
 
 
 def _claims(settings: Settings, token: str, purpose: str, what: str) -> dict:

@@ -6,9 +6,10 @@ Alembic's env.py and create_all import it; each service imports the models it us
 from reelfarm.models.accounts import Account, ApiKey, Membership, User, UserSession
 from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformVariant
 from reelfarm.models.billing import QuotaUsage
-from reelfarm.models.blobs import Asset, Blob
+from reelfarm.models.blobs import Asset, Blob, UploadUrl
 from reelfarm.models.clips import Artifact, Clip
 from reelfarm.models.jobs import Job
+from reelfarm.models.nodes import NodeHeartbeat
 from reelfarm.models.projects import Project
 from reelfarm.models.tasks import Task
 from reelfarm.models.videos import Video
@@ -16,6 +17,6 @@ from reelfarm.models.webhooks import WebhookDelivery, WebhookEvent
 
 __all__ = [
     "Account", "ApiKey", "Artifact", "Asset", "Batch", "BatchItem", "Blob", "Clip", "ItemTag", "Job", "Membership",
-    "PlatformVariant", "Project", "QuotaUsage", "Task", "User", "UserSession", "Video", "WebhookDelivery",
-    "WebhookEvent",
+    "NodeHeartbeat", "PlatformVariant", "Project", "QuotaUsage", "Task", "UploadUrl", "User", "UserSession", "Video",
+    "WebhookDelivery", "WebhookEvent",
 ]  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reelfarm.database import Base, UTCDateTime, utcnow
@@ -50,3 +50,20 @@ class Asset(Base):
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
     declared_content_type: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class UploadUrl(Base):
+    """The upload URL last issued for an asset that is not uploaded yet.
+
+    000: "the same SHA returns the same presigned URL": a retry for the same hash, size and
+    type gets this URL back while it has a while left to run (blobs.service.upload_urls).
+    """
+
+    __tablename__ = "upload_urls"
+
+    asset_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # blobs.service.asset_id_for
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(100))
+    url: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -132,6 +132,11 @@ def test_the_documented_flow_verbatim_and_every_retry(served, hero):
     assert first["upload_headers"] == {"Content-Type": "video/mp4"}
     again = request_url(api, sha, size)  # asking twice is harmless: same asset id, no rows
     assert again["asset_id"] == first["asset_id"] and served.count(Asset) == 0
+    # 000's idempotent retry: the same SHA gets the same presigned URL (until it nears expiry).
+    assert (again["upload_url"], again["expires_at"]) == (first["upload_url"], first["expires_at"])
+    other_size = request_url(api, sha, size + 1)  # a different declaration is a different URL
+    assert other_size["upload_url"] != first["upload_url"]
+    assert request_url(api, sha, size + 1)["upload_url"] == other_size["upload_url"]
 
     code, body = curl_put(first["upload_url"], "video/mp4", hero)
     assert code == 200, body
