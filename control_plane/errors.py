@@ -38,17 +38,18 @@ def _format_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        body = {**error_body(request.url.path, exc.message), **(exc.extra or {})}
+        body = {**error_body(request.url.path, exc.message, exc.status_code), **(exc.extra or {})}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return JSONResponse(error_body(request.url.path, message), status_code=exc.status_code, headers=exc.headers)
+        body = error_body(request.url.path, message, exc.status_code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        return JSONResponse(error_body(request.url.path, _format_validation(exc)), status_code=400)
+        return JSONResponse(error_body(request.url.path, _format_validation(exc), 400), status_code=400)
 
     @app.exception_handler(DataError)
     async def _data_error(request: Request, exc: DataError):
@@ -56,9 +57,9 @@ def install_error_handlers(app: FastAPI) -> None:
         # in text, numbers beyond a column's range): bad input, and nothing was committed.
         log.info("database refused a request value: %s", exc.orig)
         message = "text may not contain NUL (0x00) characters" if "NUL" in str(exc.orig) else "invalid value"
-        return JSONResponse(error_body(request.url.path, message), status_code=400)
+        return JSONResponse(error_body(request.url.path, message, 400), status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error")
-        return JSONResponse(error_body(request.url.path, "internal server error"), status_code=500)
+        return JSONResponse(error_body(request.url.path, "internal server error", 500), status_code=500)

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.clips.views import artifact_response
-from control_plane.deps import JobsReadAccount, JobsWriteAccount, SessionDep, SettingsDep, StorageDep, UploadsAccount
+from control_plane.deps import (
+    JobsReadAccount,
+    JobsWriteAccount,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    UploadsAccount,
+    public_url,
+)
 from control_plane.errors import ApiError
 from control_plane.jobs import service as jobs
 from control_plane.jobs import shapes
+from control_plane.jobs.pipeline import PipelineReady
 from control_plane.jobs.schemas import parse_options
 from control_plane.projects import service
 from control_plane.videos import service as videos
@@ -69,29 +80,30 @@ async def upload_video(request: Request, account: UploadsAccount, session: Sessi
 
 
 @router.post("/process-video-submit", summary="Start clip generation for an uploaded video; returns a callId")
-def submit(body: Submit, request: Request, account: JobsWriteAccount, session: SessionDep, settings: SettingsDep):
+def submit(body: Submit, request: Request, account: JobsWriteAccount, _pipeline: PipelineReady, session: SessionDep,
+           settings: SettingsDep):
     video = videos.get_video(session=session, account=account, video_id=body.videoId)
     options = parse_options({"numClips": body.maxClips, "minDuration": body.minDuration,
                              "maxDuration": body.maxDuration, "aspectRatio": body.aspectRatio,
                              "customInstructions": body.customInstructions})  # fmt: skip
     job = jobs.create_job(session=session, account=account, video=video, options=options, settings=settings,
-                          api="dev")  # fmt: skip
+                          plans=request.app.state.plans, api="dev")  # fmt: skip
     request.app.state.job_listener(job.id)
     return {"callId": job.id}
 
 
 @router.get("/process-video-result", summary="202 while running, 200 with the result when done, 404 unknown call")
-def result(callId: str, account: JobsReadAccount, session: SessionDep, settings: SettingsDep):
+def result(callId: str, request: Request, account: JobsReadAccount, session: SessionDep, settings: SettingsDep):
     job = service.job_for_call(session=session, account=account, call_id=callId)
     if job.status in ACTIVE_JOB_STATUSES:
         return JSONResponse(shapes.dev_call_running(shapes.JobSnapshot.of(job)), status_code=202)
     video = videos.get_video(session=session, account=account, video_id=job.video_id)
     clips = [c for c in service.video_clips(session=session, video=video) if c[1].id == job.id]
     return {"callId": job.id, "status": job.status, "error": job.error, "videoId": video.id,
-            "clips": [_clip(c, j, settings.secret_key) for c, j in clips]}  # fmt: skip
+            "clips": [_clip(c, j, settings.secret_key, request) for c, j in clips]}  # fmt: skip
 
 
-def _clip(clip, job, secret: str) -> dict:
+def _clip(clip, job, secret: str, request: Request) -> dict:
     metadata = clip.clip_metadata or {}
     return {
         "id": clip.id,
@@ -100,14 +112,16 @@ def _clip(clip, job, secret: str) -> dict:
         "end_seconds": clip.end_seconds,
         "aspect_ratio": clip.aspect_ratio,
         "status": "ready",
-        "preview_url": service.signed_preview_url(secret=secret, clip_id=clip.id),
+        # Absolute (002 shows a full URL): the link works on its own, without the API's address.
+        "preview_url": public_url(request, service.signed_preview_url(secret=secret, clip_id=clip.id)),
     }
 
 
 @router.get("/videos/{video_id}/clips", summary="The video's rendered clips; preview_url is signed for one hour")
-def list_clips(video_id: str, account: JobsReadAccount, session: SessionDep, settings: SettingsDep):
+def list_clips(video_id: str, request: Request, account: JobsReadAccount, session: SessionDep, settings: SettingsDep):
     video = videos.get_video(session=session, account=account, video_id=video_id)
-    return {"clips": [_clip(c, j, settings.secret_key) for c, j in service.video_clips(session=session, video=video)]}
+    return {"clips": [_clip(c, j, settings.secret_key, request)
+                      for c, j in service.video_clips(session=session, video=video)]}  # fmt: skip
 
 
 @router.get("/videos/{video_id}/summary", summary="The video's processing state and clip counts")
@@ -120,4 +134,7 @@ def summary(video_id: str, account: JobsReadAccount, session: SessionDep):
 def preview(clip_id: str, expires: int, signature: str, request: Request, session: SessionDep,
             settings: SettingsDep, storage: StorageDep):
     service.verify_preview(secret=settings.secret_key, clip_id=clip_id, expires=expires, signature=signature)
-    return artifact_response(service.preview_artifact(session=session, clip_id=clip_id), request, storage)
+    # The link is good for an hour: a cache may keep the bytes no longer than the link lives.
+    remaining = max(0, int(expires - time.time()))
+    return artifact_response(service.preview_artifact(session=session, clip_id=clip_id), request, storage,
+                             cache_control=f"private, max-age={remaining}")  # fmt: skip

@@ -65,7 +65,7 @@ def test_another_accounts_ids_are_missing_everywhere(stack, sample_video):
     assert b.post("/api/dev/create-project", json={"name": "x", "accountId": account}).status_code == 404
     upload = b.post("/api/dev/upload-video", files={"file": ("a.mp4", sample_video.read_bytes(), "video/mp4")},
                     data={"project_id": project})  # fmt: skip
-    assert upload.status_code == 404 and upload.json() == {"error": "project not found"}
+    assert upload.status_code == 404 and upload.json() == {"error": "project not found", "code": "not_found"}
     # Listings hold only the intruder's own things.
     assert b.get("/api/jobs").json() == {"jobs": []}
     assert [k["id"] for k in intruder.get("/api/keys").json()] == [intruder_key["id"]]
