@@ -30,6 +30,14 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def public_url(request: Request, path: str) -> str:
+    """An absolute URL of `path` for the client: under REELFARM_PUBLIC_URL when it is configured
+    (behind a proxy the request's own address is an inside one), else under the request's base URL."""
+    settings: Settings = request.app.state.settings
+    base = settings.public_url if "public_url" in settings.model_fields_set else str(request.base_url)
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
 def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
@@ -57,7 +65,8 @@ def api_key_from(request: HTTPConnection) -> str | None:
 
 
 def principal_from(request: HTTPConnection, session: Session) -> Principal:
-    """A key wins over a cookie; a wrong or revoked key is a 401 with no fallback."""
+    """A key wins over a cookie; a wrong or revoked key is a 401 with no fallback, a key of
+    an account whose plan has no API access a 403 (cookie logins are never refused)."""
     plaintext = api_key_from(request)
     if plaintext is not None:
         principal = accounts.principal_for_key(session=session, plaintext=plaintext)
@@ -65,6 +74,7 @@ def principal_from(request: HTTPConnection, session: Session) -> Principal:
             raise ApiError(401, accounts.INVALID_KEY, headers={"WWW-Authenticate": "Bearer"})
         # Echoed on the response (see main.ScopesHeaderMiddleware), errors included.
         request.state.api_scopes = " ".join(principal.scopes)
+        accounts.require_api_access(principal, request.app.state.plans)  # 403 on a plan without API access
         return principal
     token = request.cookies.get(SESSION_COOKIE)
     principal = accounts.principal_for_session(session=session, token=token) if token else None

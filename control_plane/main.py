@@ -20,9 +20,11 @@ from control_plane.jobs.live import router as live_router
 from control_plane.jobs.status_reads import JobStatusReads
 from control_plane.jobs.views import router as jobs_router
 from control_plane.jobs.views import status_router as job_status_router
+from control_plane.limits import install as install_rate_limits
 from control_plane.projects.views import router as dev_router
 from control_plane.url_imports import install as install_url_ingest
 from control_plane.v1.views import router as v1_router
+from control_plane.webhooks import install as install_webhooks
 from reelfarm.database import make_engine, make_session_factory
 from reelfarm.settings import Settings
 from reelfarm.storage import Storage, open_storage
@@ -105,6 +107,7 @@ def create_app(
     _close_status_reads_on_shutdown(app)
     install_error_handlers(app)
     app.add_middleware(ScopesHeaderMiddleware)
+    install_rate_limits(app)  # /api/v1 rate limits; outermost, so a refusal costs no routing
     app.include_router(job_status_router)  # first: FastAPI tries routers in order, and this one is polled
     app.include_router(accounts_router)
     app.include_router(billing_router)
@@ -113,6 +116,7 @@ def create_app(
     app.include_router(live_router)
     app.include_router(v1_router)
     install_url_ingest(app)  # POST /api/upload/url and its download pool (started/stopped by the lifespan)
+    install_webhooks(app)  # /api/webhooks, /api/v1/webhooks and the delivery workers (run by the lifespan)
     app.include_router(dev_router)
     app.include_router(blobs_router)
     app.include_router(batches_router)

@@ -149,20 +149,150 @@ def keys() -> None:
     """API key management."""
 
 
+def default_owner_email(account_name: str) -> str:
+    """The owner login made for a workspace created here without --owner."""
+    slug = "".join(c if c.isalnum() else "-" for c in account_name.lower()).strip("-") or "workspace"
+    return f"owner@{slug[:60]}.localhost"
+
+
+def _report_owner(email: str, account: str, password: str | None) -> None:
+    if password is not None:
+        click.echo(f"{email} owns {account}; sign in with password: {password}", err=True)
+    else:
+        click.echo(f"{email} owns {account} (an existing user: their password is unchanged)", err=True)
+
+
 @keys.command("create")
-@click.option("--account", required=True, help="Account name (created if needed).")
+@click.option("--account", required=True, help="Account name (created on the default plan if needed).")
 @click.option("--name", default="", help="A label for the key.")
+@click.option("--owner", "owner_email", default=None,
+              help="Email of the account's owner (made if needed): who signs in to review its batches.")
+@click.option("--owner-password", envvar="REELFARM_OWNER_PASSWORD", default=None,
+              help="Password of a new owner (default: generated and printed on stderr).")
 @data_dir_option
-def keys_create(account: str, name: str, data_dir: Path | None) -> None:
-    """Create an API key and print its plaintext (shown once; only its hash is stored)."""
+def keys_create(account: str, name: str, owner_email: str | None, owner_password: str | None,
+                data_dir: Path | None) -> None:
+    """Create an API key and print its plaintext (shown once; only its hash is stored).
+
+    Refused, like the /keys page, when the account's plan has no API access or it holds
+    the plan's number of active keys."""
     from control_plane.accounts import service as accounts
+    from control_plane.errors import ApiError
     from reelfarm.database import session_scope
     from reelfarm.migrate import open_database
 
+    settings = load_settings(data_dir=data_dir)
+    plans = _plan_book(settings)
+    _, session_factory = open_database(settings)
+    try:
+        with session_scope(session_factory) as session:
+            workspace = accounts.get_or_create_account(session=session, name=account, plan=plans.default_plan)
+            _, plaintext = accounts.issue_account_key(session=session, account=workspace, name=name, scopes=None,
+                                                      plans=plans)  # fmt: skip
+            # Every workspace has an owner who can sign in (to approve its batches): --owner, or
+            # a login made for it the first time.
+            if owner_email is None and not accounts.has_owner(session=session, account=workspace):
+                owner_email = default_owner_email(workspace.name)
+            password = None
+            if owner_email:
+                password = accounts.make_owner(session=session, account=workspace, email=owner_email,
+                                               password=owner_password)  # fmt: skip
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(plaintext)
+    if owner_email:
+        _report_owner(owner_email.strip().lower(), account, password)
+
+
+def _plan_book(settings):
+    """The plans in force (REELFARM_PLANS_FILE over the built-in ones); a bad file is a clean error."""
+    from control_plane.billing.plans import PlanBook, PlansFileError
+
+    try:
+        return PlanBook.from_settings(settings)
+    except PlansFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group("accounts")
+def accounts_group() -> None:
+    """Accounts and their plans."""
+
+
+@accounts_group.command("plan")
+@click.argument("account")
+@click.argument("plan")
+@data_dir_option
+def accounts_plan(account: str, plan: str, data_dir: Path | None) -> None:
+    """Move ACCOUNT (its id or its name) to PLAN (a plan id: free, starter, growth, scale, ...)."""
+    from control_plane.accounts import service as accounts
+    from control_plane.errors import ApiError
+    from reelfarm.database import session_scope
+    from reelfarm.migrate import open_database
+
+    settings = load_settings(data_dir=data_dir)
+    plans = _plan_book(settings)
+    _, session_factory = open_database(settings)
+    try:
+        with session_scope(session_factory) as session:
+            found = accounts.find_account(session=session, id_or_name=account)
+            before = found.plan
+            accounts.change_plan(session=session, account=found, plan_id=plan, plans=plans)
+            moved = f"{found.name} ({found.id}): {before} -> {plan}"
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(moved)
+
+
+@accounts_group.command("owner")
+@click.argument("account")
+@click.argument("email")
+@click.option("--password", envvar="REELFARM_OWNER_PASSWORD", default=None,
+              help="Password of a new user (default: generated and printed on stderr).")
+@data_dir_option
+def accounts_owner(account: str, email: str, password: str | None, data_dir: Path | None) -> None:
+    """Make EMAIL (a new or existing user) an owner of ACCOUNT (its id or name), who can then sign in
+    and approve its batches."""
+    from control_plane.accounts import service as accounts
+    from control_plane.errors import ApiError
+    from reelfarm.database import session_scope
+    from reelfarm.migrate import open_database
+
+    settings = load_settings(data_dir=data_dir)
+    _, session_factory = open_database(settings)
+    try:
+        with session_scope(session_factory) as session:
+            found = accounts.find_account(session=session, id_or_name=account)
+            name = found.name
+            created = accounts.make_owner(session=session, account=found, email=email, password=password)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    _report_owner(email.strip().lower(), name, created)
+
+
+@main.group()
+def webhooks() -> None:
+    """Signed webhooks."""
+
+
+@webhooks.command("secret")
+@click.argument("account")
+@data_dir_option
+def webhooks_secret(account: str, data_dir: Path | None) -> None:
+    """Print ACCOUNT's webhook signing secret (made on first need)."""
+    from sqlalchemy import select
+
+    from control_plane.webhooks import service as webhook_service
+    from reelfarm.database import session_scope
+    from reelfarm.migrate import open_database
+    from reelfarm.models.accounts import Account
+
     _, session_factory = open_database(load_settings(data_dir=data_dir))
     with session_scope(session_factory) as session:
-        owner = accounts.get_or_create_account(session=session, name=account)
-        click.echo(accounts.create_api_key(session=session, account=owner, name=name))
+        account_id = session.scalar(select(Account.id).where(Account.name == account))
+        if account_id is None:
+            raise click.ClickException(f"no account named {account!r}")
+        click.echo(webhook_service.account_secret(session=session, account_id=account_id))
 
 
 def _option_flags(func):
@@ -208,9 +338,11 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from control_plane.accounts import service as accounts
+    from control_plane.errors import ApiError
     from reelfarm.client import ApiFailure, ReelFarmClient
-    from reelfarm.database import session_scope
+    from reelfarm.database import session_scope, utcnow
     from reelfarm.embedded import EmbeddedStack
+    from reelfarm.models.accounts import ApiKey
 
     if options.get("transcript") is not None:
         options["transcript"] = json.loads(options["transcript"].read_text())
@@ -223,11 +355,18 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
         settings = load_settings(data_dir=data_dir or Path(tmp), output_height=output_height, encoder=encoder,
                              x264_preset=x264_preset)
         with EmbeddedStack(settings, nodes=nodes, port=0, ray_log_to_driver=False) as stack:
-            with session_scope(stack.session_factory) as session:
-                key = accounts.create_api_key(
-                    session=session, account=accounts.get_or_create_account(session=session, name="local"),
-                    name="reelfarm render",
-                )
+            # A key of the "local" account on the default plan, like any other (its plan's
+            # limits apply), revoked when the render ends.
+            plans = stack.app.state.plans
+            try:
+                with session_scope(stack.session_factory) as session:
+                    local = accounts.get_or_create_account(session=session, name="local", plan=plans.default_plan)
+                    key_row, key = accounts.issue_account_key(session=session, account=local, name="reelfarm render",
+                                                              scopes=None, plans=plans)  # fmt: skip
+                    key_id = key_row.id
+            except ApiError as exc:
+                click.echo(f"error: {exc.message}", err=True)
+                sys.exit(1)
             client = ReelFarmClient(stack.base_url, key)
             try:
                 job_id = client.upload(input_path, options)["jobId"]
@@ -248,6 +387,8 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
                 sys.exit(1)
             finally:
                 client.close()
+                with session_scope(stack.session_factory) as session:
+                    session.get(ApiKey, key_id).revoked_at = utcnow()
     for clip in manifest["clips"]:
         click.echo(f"{out_dir / clip['files'][0]['filename']}  {clip['width']}x{clip['height']}  "
                    f"{clip['duration']:.2f}s  encoder={clip['encoder']}")

@@ -13,6 +13,7 @@ import uvicorn
 
 from control_plane.main import create_app
 from reelfarm.migrate import open_database
+from reelfarm.nodes import live_node_count
 from reelfarm.settings import Settings
 from render_nodes.actor import RENDER_SLOT, start_render_nodes
 from scheduler.server import SchedulerServer
@@ -71,10 +72,16 @@ class EmbeddedStack:
         init_local_ray(self.node_count, log_to_driver=self.ray_log_to_driver)
         self.nodes = start_render_nodes(self.settings, self.scheduler.address, self.node_count,
                                         name_prefix=f"embedded-{os.getpid()}")
+        try:
+            self._wait_for_nodes()
+        except BaseException:
+            self.stop()
+            raise
         app = create_app(self.settings, session_factory=self.session_factory,
                          job_listener=lambda _job_id: self.scheduler.core.notify())
         self.app = app
         app.state.downloads.start()  # uvicorn runs without lifespan here: start URL downloads ourselves
+        app.state.webhooks.start()  # and the webhook delivery workers
         self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
                                                      lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
@@ -87,11 +94,25 @@ class EmbeddedStack:
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self
 
+    def _wait_for_nodes(self, timeout: float = 120.0) -> None:
+        """Ready means ready to take jobs: the API answers 503 until the scheduler has published a
+        live node (control_plane/jobs/pipeline.py), so wait until every node is seen there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.session_factory() as session:
+                live = live_node_count(session, self.settings.node_timeout_seconds)
+            if live >= self.node_count:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{live} of {self.node_count} render nodes registered within {timeout:g} s")
+            time.sleep(0.05)
+
     def stop(self) -> None:
         if self._server:
             self._server.should_exit = True
             self._thread.join(timeout=10)
             self.app.state.downloads.shutdown()
+            self.app.state.webhooks.shutdown()
         for handle in self.nodes:
             try:
                 ray.get(handle.shutdown.remote(), timeout=10)

@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     fetch_allow_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Background URL downloads running at once (threads of the API process).
     url_download_workers: int = Field(default=2, ge=1, le=64)
-    # Pages that are not a media file (YouTube, TikTok...) go to yt-dlp when it is installed.
-    # yt-dlp fetches through its own HTTP stack: only the URL's first host is address-checked.
+    # Pages that are not a media file (YouTube, TikTok...) go to yt-dlp; every request it makes
+    # is address-checked like any other fetch (control_plane/url_imports/guarded_yt_dlp.py).
     allow_yt_dlp: bool = True
 
     # Plans, quotas, rate limits and webhooks (control_plane/billing, limits, webhooks)

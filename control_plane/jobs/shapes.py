@@ -12,6 +12,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from reelfarm.models import Job
+from reelfarm.states import JobStage
+
+# The v1 API's stages (003), in 003's order. Ours, mapped onto them in the order a job goes through them
+# (reelfarm/states.py JobStage), so a v1 client sees the stage move forward only:
+#   downloading  -> video_analysis     the source is fetched (URL jobs) and read
+#   transcribing -> audio_analysis     speech, loudness and voice features of the audio
+#   analyzing    -> motion_analysis    faces and subjects over the frames
+#   selecting    -> style_extraction   the moments (and their titles) are picked from what was found
+#   rendering    -> rendering          each clip is reframed, captioned and encoded
+# `style_application` has no stage of ours: reframing and captions are applied inside the render
+# pass, so it is never reported (003's list is an order, not a promise that every stage is seen).
+# A job with no stage (queued before any work, or finished) shows null, as 003's new job does.
+V1_STAGES = ("video_analysis", "audio_analysis", "motion_analysis", "style_extraction", "style_application",
+             "rendering")
+V1_STAGE_OF = {JobStage.downloading: "video_analysis", JobStage.transcribing: "audio_analysis",
+               JobStage.analyzing: "motion_analysis", JobStage.selecting: "style_extraction",
+               JobStage.rendering: "rendering"}  # fmt: skip
+
+
+def v1_stage(stage: str | None) -> str | None:
+    """Our stage under its v1 name (None stays None; an unknown one is not shown)."""
+    return V1_STAGE_OF.get(stage) if stage else None
 
 
 @dataclass(frozen=True)
@@ -79,7 +101,7 @@ def v1_job(job: JobSnapshot) -> dict:
         "video_id": job.video_id,
         "status": job.status,
         "progress_percent": round(job.progress_percent, 1),
-        "current_stage": job.stage,
+        "current_stage": v1_stage(job.stage),
         "error": job.error,
         "cancel_requested": job.cancel_requested,
         "created_at": iso(job.created_at),
@@ -89,7 +111,7 @@ def v1_job(job: JobSnapshot) -> dict:
 
 def v1_event(job: JobSnapshot) -> dict:
     """A server-sent `job` event (GET /api/v1/jobs/{id}/events)."""
-    return {"job_id": job.id, "status": job.status, "current_stage": job.stage,
+    return {"job_id": job.id, "status": job.status, "current_stage": v1_stage(job.stage),
             "progress_percent": round(job.progress_percent, 1), "error": job.error}  # fmt: skip
 
 

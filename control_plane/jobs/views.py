@@ -19,6 +19,7 @@ from control_plane.deps import (
 )
 from control_plane.errors import ApiError
 from control_plane.jobs import service, shapes
+from control_plane.jobs.pipeline import PipelineReady
 from control_plane.jobs.schemas import parse_options
 from control_plane.routing import PlainRoute
 from control_plane.videos import service as videos
@@ -51,7 +52,8 @@ status_router = APIRouter(prefix="/api", tags=["reels"], route_class=PlainRoute)
     },
 )
 async def upload(
-    request: Request, account: UploadsAccount, session: SessionDep, settings: SettingsDep, storage: StorageDep
+    request: Request, account: UploadsAccount, _pipeline: PipelineReady, session: SessionDep, settings: SettingsDep,
+    storage: StorageDep,
 ):
     parsed: dict[str, ProcessOptions] = {}
 
@@ -64,7 +66,8 @@ async def upload(
                                           on_field=on_field)  # fmt: skip
     video = received.video
     job = service.create_job(session=session, account=account, video=video,
-                             options=parsed.get("options") or ProcessOptions(), settings=settings)  # fmt: skip
+                             options=parsed.get("options") or ProcessOptions(), settings=settings,
+                             plans=request.app.state.plans)  # fmt: skip
     request.app.state.job_listener(job.id)
     return {
         "jobId": job.id,
@@ -93,6 +96,8 @@ async def get_job(request: Request, job_id: str) -> Response:
         raise ApiError(401, accounts.INVALID_KEY, headers={"WWW-Authenticate": "Bearer"})
     scopes = tuple(row.scopes or accounts.SCOPES)
     request.state.api_scopes = " ".join(scopes)
+    if not request.app.state.plans.of(row.plan).api_access:
+        raise ApiError(403, accounts.NO_API_ACCESS)
     if "jobs:read" not in scopes:
         raise ApiError(403, accounts.missing_scope("jobs:read"))
     if row.job is None:

@@ -9,17 +9,28 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane import envelope
-from control_plane.clips import service as clips
-from control_plane.deps import JobsReadAccount, JobsWriteAccount, SessionDep, SettingsDep, StorageDep, UploadsAccount
+from control_plane.clips.views import stored_response
+from control_plane.deps import (
+    JobsReadAccount,
+    JobsWriteAccount,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    UploadsAccount,
+    public_url,
+)
 from control_plane.errors import ApiError
 from control_plane.jobs import service, shapes
 from control_plane.jobs.events import job_updates
+from control_plane.jobs.pipeline import PipelineReady
 from control_plane.jobs.schemas import parse_options
+from control_plane.v1 import results
 from control_plane.videos import service as videos
+from control_plane.webhooks import service as webhooks
 from reelfarm.models.jobs import Job
 from reelfarm.models.videos import Video
 from reelfarm.states import JobStatus
@@ -30,7 +41,7 @@ router = APIRouter(prefix="/api/v1", tags=["v1"])
 QUALITY_PRESETS = {"low": "ultrafast", "medium": "veryfast", "high": "medium"}
 
 
-def _video_data(video: Video) -> dict:
+def _video_data(video: Video, request: Request) -> dict:
     return {
         "video_id": video.id,
         "filename": video.original_name,
@@ -42,11 +53,11 @@ def _video_data(video: Video) -> dict:
             "frame_rate": video.frame_rate,
             "codec": video.codec,
             "bitrate_kbps": (video.probe or {}).get("bitrate_kbps"),
-            "format": (video.probe or {}).get("format"),
+            "format": videos.video_format(video),  # "mp4", not ffprobe's "mov,mp4,m4a,3gp,3g2,mj2"
         },
         "uploaded_at": shapes.iso(video.created_at),
-        # Content-addressed: the same bytes always have this address.
-        "storage_url": f"sha256:{video.sha256}",
+        # The original's bytes, fetched with the caller's own credentials (GET /videos/{id}/file).
+        "storage_url": public_url(request, f"/api/v1/videos/{video.id}/file"),
     }
 
 
@@ -64,20 +75,41 @@ async def upload_video(request: Request, account: UploadsAccount, session: Sessi
     received = await videos.receive_video(request, session=session, account=account, settings=settings,
                                           storage=storage, file_field="file", missing_message="file required")  # fmt: skip
     session.commit()
-    return envelope.ok("Video uploaded successfully", _video_data(received.video))
+    return envelope.ok("Video uploaded successfully", _video_data(received.video, request))
+
+
+# Media types of the containers a video may be in (videos.container_format); anything else is plain bytes.
+VIDEO_MEDIA_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "m4a": "audio/mp4", "3gp": "video/3gpp",
+                     "3g2": "video/3gpp2", "webm": "video/webm", "matroska": "video/x-matroska",
+                     "avi": "video/x-msvideo", "mpegts": "video/mp2t"}  # fmt: skip
+
+
+@router.get("/videos/{video_id}/file", summary="The uploaded video's original bytes (its `storage_url`)",
+            response_class=Response)
+def get_video_file(video_id: str, request: Request, account: JobsReadAccount, session: SessionDep,
+                   storage: StorageDep):
+    video = videos.get_video(session=session, account=account, video_id=video_id)  # 404 for another account's
+    # A video's bytes never change under its id (stored by SHA-256): cacheable for good, by the caller only.
+    return stored_response(request, storage, sha256=video.sha256, key=video.storage_key, size_bytes=video.size_bytes,
+                           content_type=VIDEO_MEDIA_TYPES.get(videos.video_format(video) or "",
+                                                              "application/octet-stream"))  # fmt: skip
 
 
 @router.post("/jobs", summary="Create a processing job for an uploaded video")
-def create_job(body: NewJob, request: Request, account: JobsWriteAccount, session: SessionDep, settings: SettingsDep):
+def create_job(body: NewJob, request: Request, account: JobsWriteAccount, _pipeline: PipelineReady, session: SessionDep,
+               settings: SettingsDep):
     video = videos.get_video(session=session, account=account, video_id=body.video_id)
     config = dict(body.config)
     quality = config.pop("quality", None)
     if quality is not None and quality not in QUALITY_PRESETS:
         raise ApiError(400, f"config.quality: must be one of {list(QUALITY_PRESETS)}")
     options = parse_options(config)
+    if body.webhook_url is not None:
+        webhooks.check_webhook_url(body.webhook_url, settings=settings)  # 400 `webhook_url: ...`
     overrides = {"x264_preset": QUALITY_PRESETS[quality]} if quality else {}
     job = service.create_job(session=session, account=account, video=video, options=options, settings=settings,
-                             api="v1", webhook_url=body.webhook_url, render_overrides=overrides)  # fmt: skip
+                             plans=request.app.state.plans, api="v1", webhook_url=body.webhook_url,
+                             render_overrides=overrides)  # fmt: skip
     request.app.state.job_listener(job.id)
     return envelope.ok("Job created", _job(job))
 
@@ -96,19 +128,7 @@ def get_result(job_id: str, account: JobsReadAccount, session: SessionDep):
     job = service.get_job(session=session, account=account, job_id=job_id)
     if job.status != JobStatus.completed:
         raise ApiError(409, f"job is not completed (status {job.status})")
-    manifest = clips.manifest(session=session, job=job)
-    data = {
-        "job_id": job.id,
-        "status": job.status,
-        "progress_percent": 100,
-        "output_video_url": manifest["clips"][0]["downloadUrl"] if manifest["clips"] else None,
-        "processing_time_seconds": round((job.completed_at - job.created_at).total_seconds(), 3)
-        if job.completed_at else None,
-        "clips": manifest["clips"],
-        # Style DNA arrives with its own issue: no style was extracted for this job.
-        "style_json": None,
-    }
-    return envelope.ok("Job result retrieved", data)
+    return envelope.ok("Job result retrieved", results.job_result(session=session, job=job))
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Cancel a job; its running tasks are stopped on their nodes")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session
@@ -22,6 +23,39 @@ from reelfarm.settings import Settings
 from reelfarm.storage import BlobWriter, Storage
 
 Checked = TypeVar("Checked")
+
+# ISO base media major brands (ftyp) -> the name among ffprobe's "mov,mp4,m4a,3gp,3g2,mj2" they mean.
+# Any other brand of that family (isom, iso2..iso9, mp41, mp42, avc1, dash, M4V, ...) is an MP4.
+_BRAND_FORMATS = {"qt": "mov", "m4a": "m4a", "m4b": "m4a", "m4p": "m4a", "mj2": "mj2", "mjp2": "mj2"}
+# File extensions that name a format by another spelling.
+_EXTENSION_FORMATS = {"m4v": "mp4", "qt": "mov", "mkv": "matroska", "mk3d": "matroska", "mka": "matroska"}
+
+
+def container_format(format_name: str | None, filename: str | None = None, major_brand: str | None = None) -> str | None:
+    """The container's short name (`mp4`), not ffprobe's demuxer list (`mov,mp4,m4a,3gp,3g2,mj2`).
+
+    One demuxer reads several containers; which of them this file is comes from its major brand
+    (ISO files), else its extension, when that names one of the list, else the list's first.
+    """
+    names = [n.strip() for n in (format_name or "").split(",") if n.strip()]
+    if len(names) <= 1:
+        return names[0] if names else None
+    brand = (major_brand or "").strip().lower()
+    if brand and "mp4" in names:
+        by_brand = _BRAND_FORMATS.get(brand) or ("3g2" if brand.startswith("3g2") else
+                                                 "3gp" if brand.startswith("3gp") else "mp4")  # fmt: skip
+        if by_brand in names:
+            return by_brand
+    extension = PurePosixPath(filename or "").suffix.lower().lstrip(".")
+    by_extension = _EXTENSION_FORMATS.get(extension, extension)
+    return by_extension if by_extension in names else names[0]
+
+
+def video_format(video: Video) -> str | None:
+    """`container_format` of a stored video (rows probed before it kept only ffprobe's list)."""
+    probed = video.probe or {}
+    return container_format(probed.get("format_name") or probed.get("format"), video.original_name,
+                            probed.get("major_brand"))  # fmt: skip
 
 
 def create_video_from_upload(
@@ -39,6 +73,7 @@ def create_video_from_upload(
         reason = str(exc).replace(str(writer.temp_path), original_name).removeprefix("not a decodable video: ")
         raise ApiError(400, f"video file is not a decodable video: {reason}") from None
     blob = writer.commit()
+    major_brand = ((info.raw.get("format") or {}).get("tags") or {}).get("major_brand")
     video = Video(
         account_id=account.id,
         original_name=original_name[:500],
@@ -51,7 +86,8 @@ def create_video_from_upload(
         frame_rate=info.frame_rate,
         codec=info.codec,
         has_audio=info.has_audio,
-        probe={"format": info.format_name, "bitrate_kbps": info.bitrate_kbps},
+        probe={"format": container_format(info.format_name, original_name, major_brand),
+               "format_name": info.format_name, "major_brand": major_brand, "bitrate_kbps": info.bitrate_kbps},
     )
     session.add(video)
     session.flush()

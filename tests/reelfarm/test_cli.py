@@ -20,9 +20,9 @@ from reelfarm.settings import Settings
 REELFARM = str(Path(sys.executable).with_name("reelfarm"))
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    return subprocess.run([REELFARM, *args], capture_output=True, text=True, timeout=timeout, env=env)
+def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})}
+    return subprocess.run([REELFARM, *args], check=False, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_keys_create_prints_a_key_once_and_stores_only_its_hash(tmp_path):
@@ -42,6 +42,66 @@ def test_keys_create_prints_a_key_once_and_stores_only_its_hash(tmp_path):
         assert stored == {hash_key(key1), hash_key(key2)}
         # The plaintext is nowhere in the database file.
     assert key1.encode() not in (tmp_path / "reelfarm.db").read_bytes()
+
+
+def _accounts(data_dir: Path) -> dict[str, Account]:
+    sessions = make_session_factory(make_engine(Settings(data_dir=data_dir).resolved_database_url))
+    with sessions() as s:
+        return {a.name: a for a in s.scalars(select(Account))}
+
+
+def _active_keys(data_dir: Path, account: str) -> int:
+    sessions = make_session_factory(make_engine(Settings(data_dir=data_dir).resolved_database_url))
+    with sessions() as s:
+        return len(s.scalars(select(ApiKey).join(Account, Account.id == ApiKey.account_id)
+                             .where(Account.name == account, ApiKey.revoked_at.is_(None))).all())  # fmt: skip
+
+
+def test_accounts_plan_moves_an_account_and_keys_create_follows_its_plan(tmp_path):
+    data = ["--data-dir", str(tmp_path)]
+    assert run_cli("keys", "create", "--account", "acme", *data).returncode == 0
+    account = _accounts(tmp_path)["acme"]
+    assert account.plan == "business"  # REELFARM_DEFAULT_PLAN's default
+
+    moved = run_cli("accounts", "plan", "acme", "free", *data)
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout.strip() == f"acme ({account.id}): business -> free"
+    assert _accounts(tmp_path)["acme"].plan == "free"
+    refused = run_cli("keys", "create", "--account", "acme", *data)  # as POST /api/keys refuses it
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "the Free plan does not include API access" in refused.stderr
+    assert _active_keys(tmp_path, "acme") == 1
+
+    by_id = run_cli("accounts", "plan", account.id, "growth", *data)  # ACCOUNT may be the id
+    assert by_id.returncode == 0, by_id.stderr
+    assert _accounts(tmp_path)["acme"].plan == "growth"
+    assert run_cli("keys", "create", "--account", "acme", *data).returncode == 0  # growth allows 2
+    over = run_cli("keys", "create", "--account", "acme", *data)
+    assert over.returncode == 1 and "key limit reached: the Growth plan allows 2 active keys" in over.stderr
+    assert _active_keys(tmp_path, "acme") == 2
+
+    unknown_plan = run_cli("accounts", "plan", "acme", "platinum", *data)
+    assert unknown_plan.returncode != 0 and "unknown plan 'platinum'" in unknown_plan.stderr
+    unknown_account = run_cli("accounts", "plan", "nobody", "growth", *data)
+    assert unknown_account.returncode != 0 and "no account with id or name 'nobody'" in unknown_account.stderr
+    assert _accounts(tmp_path)["acme"].plan == "growth"
+
+
+def test_the_cli_reads_the_plans_file_and_the_default_plan(tmp_path):
+    plans = tmp_path / "plans.toml"
+    plans.write_text("[plans.solo]\nlanguages_per_campaign = 1\napi_rate_per_minute = 5\napi_keys = 1\n"
+                     "api_access = true\n")
+    env = {"REELFARM_PLANS_FILE": str(plans), "REELFARM_DEFAULT_PLAN": "solo"}
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert run_cli("keys", "create", "--account", "solo-co", *data, env=env).returncode == 0
+    assert _accounts(tmp_path / "data")["solo-co"].plan == "solo"  # new accounts get the default plan
+    over = run_cli("keys", "create", "--account", "solo-co", *data, env=env)
+    assert over.returncode == 1 and "allows 1 active keys" in over.stderr
+
+    plans.write_text("[plans.solo]\napi_keys = 1\n")
+    broken = run_cli("keys", "create", "--account", "solo-co", *data, env=env)
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert f"{plans}: [plans.solo]: missing languages_per_campaign" in broken.stderr
 
 
 def test_sample_then_render_writes_clips_posters_and_manifest(tmp_path):
@@ -64,6 +124,8 @@ def test_sample_then_render_writes_clips_posters_and_manifest(tmp_path):
     assert (stream["width"], stream["height"]) == (240, 240)
     assert (out / "clip_01.jpg").read_bytes()[:2] == b"\xff\xd8"  # a JPEG poster
     assert "clip_01.mp4" in rendered.stdout
+    assert _accounts(tmp_path / "data")["local"].plan == "business"
+    assert _active_keys(tmp_path / "data", "local") == 0  # render's own key is revoked when it ends
 
 
 def test_render_of_a_file_that_is_not_a_video_fails_with_the_reason(tmp_path):
@@ -73,3 +135,48 @@ def test_render_of_a_file_that_is_not_a_video_fails_with_the_reason(tmp_path):
     assert result.returncode == 1
     assert "not a decodable video" in result.stderr
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_workspace_made_from_the_cli_has_an_owner_who_can_sign_in(tmp_path):
+    """Batches are approved by a signed-in owner or admin: `keys create --owner` gives the workspace one."""
+    from fastapi.testclient import TestClient
+
+    from control_plane.main import create_app
+
+    made = run_cli("keys", "create", "--account", "acme", "--owner", "Boss@Example.com", "--data-dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip().startswith("rf_live_")  # stdout stays the key alone
+    password = made.stderr.strip().rsplit("password: ", 1)[1]
+    # An existing workspace gets another owner; an existing user keeps their password.
+    added = run_cli("accounts", "owner", "acme", "second@example.com", "--password", "correct horse battery",
+                    "--data-dir", str(tmp_path))  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    again = run_cli("accounts", "owner", "acme", "boss@example.com", "--data-dir", str(tmp_path))
+    assert again.returncode == 0 and "unchanged" in again.stderr, again.stderr
+    assert run_cli("accounts", "owner", "nope", "x@example.com", "--data-dir", str(tmp_path)).returncode != 0
+
+    with TestClient(create_app(Settings(environment="test", data_dir=tmp_path))) as api:
+        for email, secret in (("boss@example.com", password), ("second@example.com", "correct horse battery")):
+            me = api.post("/api/auth/login", json={"email": email, "password": secret})
+            assert me.status_code == 200, me.text
+            assert (me.json()["accountName"], me.json()["role"]) == ("acme", "owner")
+        # The owner's review is accepted by the batches API (an unknown batch: 404, not 403 for the role).
+        assert api.post("/api/v1/batches/batch_missing/approve").status_code == 404
+
+
+def test_a_workspace_made_without_owner_gets_an_owner_login_once(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from control_plane.main import create_app
+
+    made = run_cli("keys", "create", "--account", "Demo Team", "--data-dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip().startswith("rf_live_")
+    assert "owner@demo-team.localhost owns Demo Team" in made.stderr, made.stderr
+    password = made.stderr.strip().rsplit("password: ", 1)[1]
+    # A second key for the same workspace makes no second login.
+    again = run_cli("keys", "create", "--account", "Demo Team", "--data-dir", str(tmp_path))
+    assert again.returncode == 0 and again.stderr.strip() == "", again.stderr
+    with TestClient(create_app(Settings(environment="test", data_dir=tmp_path))) as api:
+        me = api.post("/api/auth/login", json={"email": "owner@demo-team.localhost", "password": password})
+        assert me.status_code == 200 and me.json()["role"] == "owner", me.text

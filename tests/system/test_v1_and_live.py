@@ -11,6 +11,7 @@ import ray
 import websockets
 from conftest import make_video, new_api_key
 
+from control_plane.jobs.shapes import V1_STAGES
 from harness.polling import wait_until
 
 
@@ -34,7 +35,17 @@ def test_v1_upload_job_events_and_result(client, stack, sample_video):
     meta = body["data"]["metadata"]
     assert (meta["width"], meta["height"], meta["codec"]) == (320, 240, "h264")
     assert meta["duration_seconds"] == pytest.approx(4.0, abs=0.1) and meta["frame_rate"] == pytest.approx(25)
-    assert meta["format"].startswith("mov,mp4") and meta["bitrate_kbps"] > 0
+    assert meta["format"] == "mp4" and meta["bitrate_kbps"] > 0  # the container, not ffprobe's demuxer list
+    # storage_url: the original's bytes, for the uploader's credentials only.
+    storage_url = body["data"]["storage_url"]
+    assert storage_url.startswith(stack.base_url) and storage_url.endswith(f"/api/v1/videos/{body['data']['video_id']}/file")
+    original = client.http.get(storage_url)
+    assert original.status_code == 200 and original.content == sample_video.read_bytes()
+    assert original.headers["content-type"] == "video/mp4"
+    assert httpx.get(storage_url).status_code == 401
+    other = new_api_key(stack.session_factory, account="someone-else")
+    assert httpx.get(storage_url, headers={"X-API-Key": other}).json() == {"success": False,
+                                                                            "error": "video not found"}  # fmt: skip
 
     created = _v1(client, "POST", "/jobs", json={"video_id": body["data"]["video_id"],
                                                   "config": {"mode": "none", "quality": "low"}})  # fmt: skip
@@ -57,6 +68,11 @@ def test_v1_upload_job_events_and_result(client, stack, sample_video):
     percents = [e["progress_percent"] for e in events]
     assert percents == sorted(percents) and percents[-1] == 100
     assert len(events) >= 2  # it saw the job move, not just its end
+    # Stages under 003's names, never going back in 003's order; none once the job is done.
+    stages = [e["current_stage"] for e in events if e["current_stage"] is not None]
+    assert set(stages) <= set(V1_STAGES)
+    assert [V1_STAGES.index(s) for s in stages] == sorted(V1_STAGES.index(s) for s in stages)
+    assert events[-1]["current_stage"] is None
 
     result = _v1(client, "GET", f"/jobs/{job['job_id']}/result").json()
     assert result["message"] == "Job result retrieved"
@@ -64,6 +80,13 @@ def test_v1_upload_job_events_and_result(client, stack, sample_video):
     assert data["status"] == "completed" and data["processing_time_seconds"] > 0
     video = client.http.get(data["output_video_url"])
     assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+    # 001: artifacts, manifest.json included, are served with long-lived cache headers.
+    manifest = client.http.get(f"/api/clips/{job['job_id']}/manifest.json")
+    assert manifest.status_code == 200 and manifest.json()["clipCount"] == 1
+    assert manifest.headers["cache-control"] == video.headers["cache-control"] == "private, max-age=31536000, immutable"
+    unchanged = client.http.get(f"/api/clips/{job['job_id']}/manifest.json",
+                                headers={"If-None-Match": manifest.headers["etag"]})  # fmt: skip
+    assert unchanged.status_code == 304
 
 
 def test_v1_errors_use_the_envelope(client, stack, sample_video):
@@ -93,13 +116,15 @@ def test_cancel_stops_the_running_task_on_its_node(client, stack, tmp_path):
     # A slow preset and full HD output: the task is surely still running when cancelled.
     job = _v1(client, "POST", "/jobs", json={"video_id": video_id,
                                               "config": {"mode": "none", "quality": "high"}}).json()["data"]  # fmt: skip
-    _wait_status(client, job["job_id"], {"processing"})
+    assert _wait_status(client, job["job_id"], {"processing"})["current_stage"] == "rendering"
     node = stack.nodes[0]
     wait_until(lambda: ray.get(node.status.remote())["running"], timeout=60, interval=0.1,
                what="the task to start on the node")  # fmt: skip
     cancelled = _v1(client, "POST", f"/jobs/{job['job_id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["data"]["cancel_requested"] is True
-    assert _wait_status(client, job["job_id"], {"cancelled", "completed", "failed"}, timeout=30)["status"] == "cancelled"
+    final = _wait_status(client, job["job_id"], {"cancelled", "completed", "failed"}, timeout=30)
+    assert final["status"] == "cancelled"
+    assert final["current_stage"] is None  # it was rendering; a cancelled job has no stage
     # The node was told over gRPC and stopped.
     wait_until(lambda: not ray.get(node.status.remote())["running"], timeout=15, interval=0.1,
                what="the node to stop rendering the cancelled job")  # fmt: skip
