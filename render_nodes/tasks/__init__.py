@@ -6,15 +6,39 @@ tasks/analyze.py) answer with JSON the scheduler's content analysis reads.
 
 from __future__ import annotations
 
+import time
+
 from reelfarm.states import TaskKind
+from render_nodes import metrics
 from render_nodes.tasks.analyze import run_analyze_task
 from render_nodes.tasks.common import TaskFailure, TaskOutcome
 from render_nodes.tasks.render import run_render_task
 from render_nodes.tasks.transcribe import run_transcribe_task
 
 
-def run_task(task: dict, *, engines=None, **render_kwargs) -> TaskOutcome:
-    """Run a task of any kind: renders make files, analysis tasks answer with JSON."""
+def run_task(task: dict, **kwargs) -> TaskOutcome:
+    """Run a task of any kind: renders make files, analysis tasks answer with JSON.
+
+    Its duration, by kind and outcome, and its failures go to the node's metrics."""
+    kind, started = str(task.get("kind") or TaskKind.render), time.monotonic()
+    try:
+        outcome = _run_task(task, **kwargs)
+    except TaskFailure as failure:
+        cancel = kwargs.get("cancel")
+        if failure.reason == "cancelled" and cancel is not None and cancel.is_set():
+            metrics.task_finished(kind, time.monotonic() - started, outcome="cancelled")
+        else:
+            cause = "retryable" if failure.retryable else "permanent"
+            metrics.task_finished(kind, time.monotonic() - started, outcome="failed", cause=cause)
+        raise
+    except Exception:
+        metrics.task_finished(kind, time.monotonic() - started, outcome="failed", cause="crash")
+        raise
+    metrics.task_finished(kind, time.monotonic() - started, outcome="completed")
+    return outcome
+
+
+def _run_task(task: dict, *, engines=None, **render_kwargs) -> TaskOutcome:
     kind = task.get("kind") or TaskKind.render
     if kind == TaskKind.render:
         return run_render_task(task, **render_kwargs)

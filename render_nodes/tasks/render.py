@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from reelfarm import transcript
 from reelfarm.media import probe
 from reelfarm.storage import Storage
-from render_nodes import pipeline, splice
+from render_nodes import metrics, pipeline, splice
 from render_nodes.faces import FaceDetector
 from render_nodes.reframe import ReframeConfig
 from render_nodes.tasks.common import ProgressFn, TaskFailure, TaskOutcome, fetch_source, media_failures
@@ -82,8 +83,11 @@ def run_render_task(
             frame_buffer_mb=frame_buffer_mb,
             hwaccel=hwaccel,
         )
+        began = time.monotonic()
         with media_failures():
             rendered = pipeline.render_clip(request, on_progress=on_progress, cancel=cancel)
+        frames = len(rendered.crop_path.xs) if rendered.crop_path is not None else 0
+        metrics.clip_rendered(request.encoder, frames, time.monotonic() - began)
         on_progress("uploading", 97.0)
         artifacts = []
         for file in rendered.files:
