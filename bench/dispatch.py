@@ -8,6 +8,13 @@ The baseline, measured in the same run, is a raw Ray no-op task round trip.
 
 Run (Ray binds every interface, so inside a private network namespace):
     RAY_AUTH_MODE=disabled unshare -n bash -c 'ip link set lo up && .venv/bin/python bench/dispatch.py'
+
+`--core 100x1000 1000x10000` times the scheduler core alone (SchedulerCore over SQLite, nodes
+registered in-process, a node client that takes every task at once): a queue of N one-clip jobs
+is planned, then dispatch() and a group commit of every leased task's completion alternate until
+all are done. It prints dispatch() call latency (p50/p99) and tasks/s for the current code and for
+dispatch() as it was before issue 16 (reference_dispatch: ORM unit of work, and ReferencePicker's
+scan of every node per task), alternating in the same run.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import shutil
 import statistics
 import sys
 import tempfile
@@ -24,9 +32,11 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from control_plane.billing.plans import PlanBook  # noqa: E402
 from control_plane.jobs.service import create_job  # noqa: E402
 from reelfarm.database import make_engine, make_session_factory, session_scope  # noqa: E402
 from reelfarm.migrate import upgrade  # noqa: E402
@@ -102,7 +112,7 @@ def node_process(first: int, count: int, scheduler_address: str, received: mp.Qu
             node_id=node_id, address=f"127.0.0.1:{port}",
             capabilities=common_pb2.NodeCapabilities(encoders=["libx264"], max_concurrent_tasks=SLOTS_PER_NODE)))
     ready.set()
-    while not stop.wait(1.0):  # heartbeats keep the nodes alive
+    while not stop.wait(5.0):  # heartbeats keep the nodes alive (timeout 30 s; 1000 nodes at 1 s was 1000 RPC/s)
         for node_id in node_ids:
             stub.Heartbeat(scheduler_pb2.HeartbeatRequest(node_id=node_id))
     for server in servers:
@@ -118,12 +128,13 @@ class Bench:
     def __init__(self, node_count: int, workdir: Path) -> None:
         self.settings = Settings(environment="test", data_dir=workdir, node_timeout_seconds=30,
                                  poll_interval_seconds=0.2)
+        self.plans = PlanBook.from_settings(self.settings)
         engine = make_engine(self.settings.resolved_database_url)
         upgrade(engine)
         self.sessions = make_session_factory(engine)
         self.scheduler = SchedulerServer(self.settings, listen="127.0.0.1:0", session_factory=self.sessions).start()
         with session_scope(self.sessions) as s:
-            self.account = Account(name="bench")
+            self.account = Account(name="bench", plan="enterprise")  # no monthly video quota
             s.add(self.account)
             s.flush()
             self.video = Video(account_id=self.account.id, original_name="v.mp4", sha256="0" * 64, size_bytes=1,
@@ -156,7 +167,7 @@ class Bench:
             for _ in range(count):
                 t = time.time()
                 job = create_job(session=s, account=self.account, video=self.video, options=options,
-                                 settings=self.settings)
+                                 settings=self.settings, plans=self.plans)
                 submitted[job.id] = t
         self.scheduler.core.notify()
         return submitted
@@ -235,6 +246,199 @@ def ray_baseline(samples: int, burst: int) -> tuple[list[float], float]:
     return latencies, rate
 
 
+# ------------------------------------------------------------------ scheduler core at scale (issue 16)
+
+
+class NullNodes:
+    """A NodeClient that takes every task at once (no sockets: only the scheduler's own work is timed)."""
+
+    def run_tasks(self, address: str, specs: list[dict]) -> dict[str, str]:
+        return {}
+
+    def cancel_task(self, address: str, task_id: str) -> None:
+        pass
+
+
+class ReferencePicker:
+    """Node picking before issue 16, kept for the ratio: a scan of every free node for each task."""
+
+    def __init__(self, free: dict[str, int], encoders: dict[str, frozenset[str]]) -> None:
+        self.free, self.encoders = free, encoders
+
+    def take(self, required: list[str] | None) -> str | None:
+        best, best_free = None, 0
+        for node_id, slots in self.free.items():
+            encoders = self.encoders.get(node_id)
+            if slots > best_free and encoders is not None and set(required or ()) <= encoders:
+                best, best_free = node_id, slots
+        if best is not None:
+            self.free[best] -= 1
+        return best
+
+
+def reference_dispatch(core) -> int:
+    """SchedulerCore.dispatch before issue 16, kept for the ratio: ORM objects and their unit of work, and
+    ReferencePicker's scan of every node for each task."""
+    from collections import defaultdict
+    from concurrent.futures import wait
+
+    from reelfarm.database import new_id, utcnow
+    from reelfarm.models.jobs import Job
+    from reelfarm.models.tasks import Task
+    from reelfarm.states import JOB_MACHINE, STAGE_OF_KIND, TASK_MACHINE, JobStatus, TaskKind, TaskState, transition
+    from scheduler.core import Lease
+
+    with core._lock:
+        free = {n.node_id: n.free_slots for n in core.nodes.values() if n.free_slots > 0}
+        picker = ReferencePicker(free, {node_id: core.nodes[node_id].encoders for node_id in free})
+    if not free:
+        return 0
+    batches: dict[str, list[dict]] = defaultdict(list)
+    with core._db_lock, session_scope(core.sessions) as s:
+        tasks = s.scalars(
+            select(Task)
+            .where(Task.state == TaskState.pending, Task.ready_at <= utcnow())
+            .order_by(Task.created_at, Task.task_index)
+            .limit(sum(free.values()))
+        ).all()
+        jobs = {j.id: j for j in s.scalars(select(Job).where(Job.id.in_({t.job_id for t in tasks})))}
+        now = core.clock()
+        for task in tasks:
+            with core._lock:
+                node_id = picker.take(task.required_encoders)
+            if node_id is None:
+                continue
+            task.attempts += 1
+            task.lease_id = new_id()
+            task.node_id = node_id
+            task.stage, task.progress_percent, task.message = "queued_on_node", 0.0, None
+            transition(TASK_MACHINE, task, TaskState.leased, "state")
+            job = jobs[task.job_id]
+            if transition(JOB_MACHINE, job, JobStatus.processing):
+                job.stage = STAGE_OF_KIND[TaskKind(task.kind)]
+            batches[node_id].append(core._task_message(task, task.lease_id, task.attempts))
+            with core._lock:
+                core.leases[task.id] = Lease(task.id, task.lease_id, node_id, now)
+                core.nodes[node_id].leases.add(task.id)
+    wait([core._send_pool.submit(core._send, node_id, specs) for node_id, specs in batches.items()])
+    return sum(len(b) for b in batches.values())
+
+
+def queued_database(path: Path, tasks: int) -> None:
+    """A SQLite database holding `tasks` queued one-clip jobs (made once, copied for each run)."""
+    from sqlalchemy import insert, inspect
+
+    from control_plane.billing.plans import PlanBook
+    from reelfarm.database import new_id
+    from reelfarm.models.jobs import Job
+
+    settings = Settings(environment="test", data_dir=path.parent)
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions() as s:
+        account = Account(name="bench")
+        s.add(account)
+        s.flush()
+        video = Video(account_id=account.id, original_name="v.mp4", sha256="0" * 64, size_bytes=1,
+                      storage_key="blobs/none", duration_seconds=600.0, width=1920, height=1080, frame_rate=30.0,
+                      codec="h264")  # fmt: skip
+        s.add(video)
+        s.commit()
+        job = create_job(session=s, account=account, video=video, options=ProcessOptions(mode="none"),
+                         settings=settings, plans=PlanBook.from_settings(settings))  # fmt: skip
+        row = {c.key: getattr(job, c.key) for c in inspect(Job).mapper.column_attrs}
+        s.execute(insert(Job), [{**row, "id": new_id("job_")} for _ in range(tasks - 1)])
+        s.commit()
+    engine.dispose()
+
+
+def core_run(template: Path, workdir: Path, nodes: int, reference: bool) -> dict:
+    """Register `nodes` nodes (2 slots each, one in ten also with NVENC) on a SchedulerCore over a copy of
+    `template`, then plan every queued job and run dispatch -> complete-everything rounds until all are done.
+    Returns per-dispatch-call latencies (ms), tasks/s over the whole queue, and the planning time."""
+    from reelfarm.models.tasks import Task
+    from scheduler.core import Completion, SchedulerConfig, SchedulerCore
+
+    db = Path(tempfile.mkdtemp(dir=workdir)) / "core.db"  # a fresh file each run (no WAL of an earlier one)
+    shutil.copy(template, db)
+    engine = make_engine(f"sqlite:///{db}")
+    sessions = make_session_factory(engine)
+    core = SchedulerCore(sessions, NullNodes(), SchedulerConfig(node_timeout_seconds=3600))
+    dispatch = (lambda: reference_dispatch(core)) if reference else core.dispatch
+    try:
+        for i in range(nodes):
+            encoders = ["libx264", "h264_nvenc"] if i % 10 == 0 else ["libx264"]
+            core.register_node(f"sim-{i}", f"127.0.0.1:{20000 + i}", {"encoders": encoders,
+                               "max_concurrent_tasks": SLOTS_PER_NODE}, [])  # fmt: skip
+        t = time.perf_counter()
+        while core.plan_new_jobs():
+            pass
+        planned = time.perf_counter() - t
+        with sessions() as s:
+            total = s.scalar(select(func.count()).select_from(Task))
+        latencies, done = [], 0
+        start = time.perf_counter()
+        while done < total:
+            t = time.perf_counter()
+            sent = dispatch()
+            latencies.append((time.perf_counter() - t) * 1000)
+            if not sent:
+                raise RuntimeError(f"dispatch sent nothing with {total - done} tasks left")
+            with core._lock:
+                leases = list(core.leases.values())
+            result = {"encoder": "none"}
+            core._commit_completions([Completion(lease.task_id, lease.lease_id, [], result) for lease in leases])
+            done += len(leases)
+        elapsed = time.perf_counter() - start
+    finally:
+        core._send_pool.shutdown()
+        core._select_pool.shutdown()
+        engine.dispose()
+    return {"dispatch_ms": latencies, "tasks_per_s": total / elapsed, "tasks": total, "plan_s": planned}
+
+
+def core_bench(scales: list[tuple[int, int]], rounds: int, profile: Path | None) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="reelfarm-core-bench-") as tmp:
+        workdir = Path(tmp)
+        for nodes, tasks in scales:
+            template = workdir / f"queued-{tasks}.db"
+            if not template.exists():
+                queued_database(template, tasks)
+            runs: dict[str, list[dict]] = {"reference": [], "current": []}
+            for _ in range(rounds):  # alternating, so both see the same machine
+                runs["reference"].append(core_run(template, workdir, nodes, reference=True))
+                runs["current"].append(core_run(template, workdir, nodes, reference=False))
+            row = {}
+            for name, got in runs.items():
+                row[name] = {
+                    "dispatch_p50_ms": statistics.median(statistics.median(r["dispatch_ms"]) for r in got),
+                    "dispatch_p99_ms": statistics.median(percentile(r["dispatch_ms"], 99) for r in got),
+                    "tasks_per_s": statistics.median(r["tasks_per_s"] for r in got),
+                    "dispatch_calls": len(got[0]["dispatch_ms"]),
+                }
+            results[f"core_{nodes}_nodes_{tasks}_tasks"] = row
+            ref, cur = row["reference"], row["current"]
+            print(f"core      {nodes:>4} nodes, {tasks:>5} queued tasks ({ref['dispatch_calls']} dispatch calls, "
+                  f"medians of {rounds}):")
+            for name, r in row.items():
+                print(f"          {name:<9} dispatch() p50 {r['dispatch_p50_ms']:8.1f} ms  p99 {r['dispatch_p99_ms']:8.1f} ms"
+                      f"  {r['tasks_per_s']:7.0f} tasks/s (dispatch + completion commit)")
+            print(f"          ratio current/reference: p99 x{cur['dispatch_p99_ms'] / ref['dispatch_p99_ms']:.2f}, "
+                  f"tasks/s x{cur['tasks_per_s'] / ref['tasks_per_s']:.2f}")
+        if profile:
+            import cProfile
+            import pstats
+
+            nodes, tasks = scales[-1]
+            profiler = cProfile.Profile()
+            profiler.runcall(core_run, workdir / f"queued-{tasks}.db", workdir, nodes, reference=False)
+            profiler.dump_stats(profile)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, nargs="+", default=[10, 100])
@@ -243,7 +447,18 @@ def main() -> None:
     parser.add_argument("--clips-per-job", type=int, default=10,
                         help="clips per job in the throughput burst (numClips, 1-10)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--core", metavar="NODESxTASKS", nargs="+",
+                        help="instead: the scheduler core alone (no sockets) at these scales, e.g. 100x1000 "
+                             "1000x10000, against dispatch() before issue 16 in the same run")
+    parser.add_argument("--rounds", type=int, default=3, help="--core: runs of each, alternating")
+    parser.add_argument("--profile", type=Path, help="--core: cProfile the last scale's current run into this file")
     args = parser.parse_args()
+    if args.core:
+        scales = [tuple(int(n) for n in scale.split("x")) for scale in args.core]
+        results = core_bench(scales, args.rounds, args.profile)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
 
     ray_lat, ray_rate = ray_baseline(args.samples, args.tasks)
     results = {"ray_noop": {"p50_ms": statistics.median(ray_lat), "p99_ms": percentile(ray_lat, 99),

@@ -3,6 +3,7 @@ on SQLite and a local storage folder under one data dir."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import threading
@@ -14,21 +15,30 @@ import uvicorn
 from control_plane.main import create_app
 from reelfarm.migrate import open_database
 from reelfarm.nodes import live_node_count
+from reelfarm.quiet import quiet_env
 from reelfarm.settings import Settings
-from render_nodes.actor import RENDER_SLOT, start_render_nodes
+from render_nodes.actor import RENDER_SLOT, RenderNode, start_render_nodes
 from scheduler.server import SchedulerServer
 
 log = logging.getLogger(__name__)
 
 
-def init_local_ray(node_count: int, attempts: int = 3, **kwargs) -> None:
-    """Start a local Ray for the embedded stack (retried: on a busy 2-core machine its
-    raylet or GCS has been seen to miss Ray's fixed start-up window once in a while)."""
+def init_local_ray(node_count: int, attempts: int = 3, *, verbose: bool = False, **kwargs) -> None:
+    """Start a local Ray instance of our own for the embedded stack.
+
+    `address="local"` always starts a new instance: without it `ray.init` joins whatever
+    cluster a `ray start` (or a crashed run) left in `<ray temp dir>/ray_current_cluster`,
+    and then refuses our `num_cpus`. Retried on Ray's start-up timeouts: on a busy 2-core
+    machine its raylet or GCS has been seen to miss Ray's fixed start-up window."""
     if ray.is_initialized():
         return
+    if not verbose:
+        quiet_env()
+        kwargs = {"logging_level": logging.ERROR, "log_to_driver": False, **kwargs}
     for attempt in range(1, attempts + 1):
         try:
             ray.init(
+                address="local",
                 num_cpus=max(2, os.cpu_count() or 2),
                 include_dashboard=False,
                 resources={RENDER_SLOT: node_count},
@@ -47,15 +57,25 @@ def init_local_ray(node_count: int, attempts: int = 3, **kwargs) -> None:
 
 
 class EmbeddedStack:
+    """API + scheduler + render nodes in one process tree.
+
+    `use_ray=False` runs the nodes in this process (the same RenderNode, still reached over
+    gRPC by the scheduler) instead of as actors of a local Ray: a one-shot render then pays
+    neither Ray's start (~4 s here) nor its shutdown (~1.5 s). `timings` holds when each
+    part was up, in seconds from `start()`."""
+
     def __init__(self, settings: Settings, *, nodes: int = 1, host: str = "127.0.0.1", port: int = 8000,
-                 ray_log_to_driver: bool = True) -> None:
+                 ray_log_to_driver: bool = True, use_ray: bool = True, verbose: bool = True) -> None:
         # Nodes on this machine listen on loopback only.
         self.settings = settings.model_copy(update={"node_host": settings.node_host or "127.0.0.1"})
         self.node_count = nodes
         self.host, self.port = host, port
         self.ray_log_to_driver = ray_log_to_driver
+        self.use_ray, self.verbose = use_ray, verbose
         self.scheduler: SchedulerServer | None = None
         self.nodes: list = []
+        self.local_nodes: list[RenderNode] = []
+        self.timings: dict[str, float] = {}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._owns_ray = False
@@ -64,19 +84,63 @@ class EmbeddedStack:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def _mark(self, phase: str) -> None:
+        self.timings[phase] = time.monotonic() - self._t0
+
     def start(self) -> "EmbeddedStack":
-        _, self.session_factory = open_database(self.settings)
-        self.scheduler = SchedulerServer(self.settings, listen="127.0.0.1:0",
-                                         session_factory=self.session_factory).start()
-        self._owns_ray = not ray.is_initialized()
-        init_local_ray(self.node_count, log_to_driver=self.ray_log_to_driver)
-        self.nodes = start_render_nodes(self.settings, self.scheduler.address, self.node_count,
-                                        name_prefix=f"embedded-{os.getpid()}")
+        self._t0 = time.monotonic()
+        self._owns_ray = self.use_ray and not ray.is_initialized()
         try:
+            if self.use_ray:
+                # Ray's start is mostly waiting on its own processes: the database, the scheduler and
+                # the API come up meanwhile. ray.init stays on this thread: Ray ties its processes'
+                # lives to the thread that started them (PR_SET_PDEATHSIG), so a helper thread that
+                # ends would take them down with it.
+                services = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embedded-start")
+                up = services.submit(self._start_services)
+                try:
+                    init_local_ray(self.node_count, verbose=self.verbose, log_to_driver=self.ray_log_to_driver)
+                    self._mark("ray")
+                finally:
+                    services.shutdown()
+                up.result()
+                self.nodes = start_render_nodes(self.settings, self.scheduler.address, self.node_count,
+                                                name_prefix=f"embedded-{os.getpid()}")
+            else:
+                self._start_services(local_nodes=True)
             self._wait_for_nodes()
+            self._mark("nodes")
         except BaseException:
             self.stop()
             raise
+        return self
+
+    def _start_services(self, local_nodes: bool = False) -> None:
+        _, self.session_factory = open_database(self.settings)
+        self.scheduler = SchedulerServer(self.settings, listen="127.0.0.1:0",
+                                         session_factory=self.session_factory).start()
+        self._mark("scheduler")
+        if local_nodes:  # they register while the API starts
+            starter = threading.Thread(target=self._start_local_nodes, name="local-nodes", daemon=True)
+            starter.start()
+        self._start_api()
+        self._mark("api")
+        if local_nodes:
+            starter.join()
+            if len(self.local_nodes) < self.node_count:
+                raise RuntimeError(f"render node did not start: {self._node_error}") from self._node_error
+
+    def _start_local_nodes(self) -> None:
+        self._node_error = None
+        try:
+            prefix = f"embedded-{os.getpid()}"
+            settings = self.settings.model_dump(mode="json")
+            for i in range(self.node_count):
+                self.local_nodes.append(RenderNode(f"{prefix}-{i}", settings, self.scheduler.address))
+        except Exception as exc:  # noqa: BLE001 - start() raises it
+            self._node_error = exc
+
+    def _start_api(self) -> None:
         app = create_app(self.settings, session_factory=self.session_factory,
                          job_listener=lambda _job_id: self.scheduler.core.notify())
         self.app = app
@@ -90,9 +154,8 @@ class EmbeddedStack:
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"API did not start on {self.host}:{self.port}")
-            time.sleep(0.05)
+            time.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
 
     def _wait_for_nodes(self, timeout: float = 120.0) -> None:
         """Ready means ready to take jobs: the API answers 503 until the scheduler has published a
@@ -105,10 +168,10 @@ class EmbeddedStack:
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{live} of {self.node_count} render nodes registered within {timeout:g} s")
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     def stop(self) -> None:
-        if self._server:
+        if self._server and self._thread:
             self._server.should_exit = True
             self._thread.join(timeout=10)
             self.app.state.downloads.shutdown()
@@ -120,6 +183,12 @@ class EmbeddedStack:
                 pass
             ray.kill(handle, no_restart=True)
         self.nodes = []
+        for node in self.local_nodes:
+            try:
+                node.shutdown()
+            except Exception:
+                log.exception("could not stop render node %s", node.core.node_id)
+        self.local_nodes = []
         if self.scheduler:
             self.scheduler.stop()
         if self._owns_ray:
