@@ -16,11 +16,13 @@ from control_plane.blobs.views import router as blobs_router
 from control_plane.clips.views import router as clips_router
 from control_plane.deps import SCOPES_HEADER
 from control_plane.errors import install_error_handlers
+from control_plane.health import router as health_router
 from control_plane.jobs.live import router as live_router
 from control_plane.jobs.status_reads import JobStatusReads
 from control_plane.jobs.views import router as jobs_router
 from control_plane.jobs.views import status_router as job_status_router
 from control_plane.limits import install as install_rate_limits
+from control_plane.metrics import install as install_metrics
 from control_plane.projects.views import router as dev_router
 from control_plane.url_imports import install as install_url_ingest
 from control_plane.v1.views import router as v1_router
@@ -100,6 +102,8 @@ def create_app(
     app.state.plans = PlanBook.from_settings(settings)
     app.state.session_factory = session_factory or make_session_factory(make_engine(settings.resolved_database_url))
     app.state.storage = storage or open_storage(settings)
+    # Uploads cut short by a killed API process leave spool files; an hour untouched, they are dead.
+    app.state.storage.remove_stale_partials(older_than_seconds=3600)
     app.state.job_listener = job_listener or (lambda _job_id: None)
     # The same database the sessions use (a caller may pass its own session factory).
     bound = app.state.session_factory.kw["bind"].url.render_as_string(hide_password=False)
@@ -108,6 +112,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(ScopesHeaderMiddleware)
     install_rate_limits(app)  # /api/v1 rate limits; outermost, so a refusal costs no routing
+    install_metrics(app)  # GET /metrics; request counts/latency by route, around the rate limits (429s count)
     app.include_router(job_status_router)  # first: FastAPI tries routers in order, and this one is polled
     app.include_router(accounts_router)
     app.include_router(billing_router)
@@ -123,8 +128,6 @@ def create_app(
     # Agents (MCP over streamable HTTP): a route at the exact path, so POST /mcp is not redirected.
     app.add_route("/mcp", LazyMcpHttpApp(settings, app.state.session_factory, app.state.storage), include_in_schema=False)
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz():
-        return {"status": "ok"}
+    app.include_router(health_router)  # /livez, /healthz (its alias) and /readyz (control_plane/health.py)
 
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -35,8 +36,48 @@ def _wait_for_ctrl_c() -> None:
     stop.wait()
 
 
+verbose_option = click.option("--verbose", "-v", is_flag=True,
+                              help="Also show Ray's and gRPC's own start-up logs and warnings.")
+
+
+def _quiet_unless(verbose: bool) -> None:
+    """Keep Ray's and gRPC's start-up noise (node IP discovery, fork handlers, token auth, usage
+    stats) off a newcomer's terminal; set before either is imported, their processes inherit it."""
+    if not verbose:
+        from reelfarm.quiet import quiet_env
+
+        quiet_env()
+
+
 data_dir_option = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
                                help="Folder for the SQLite database and local storage [./reelfarm-data].")
+
+
+def storage_options(func):
+    """--data-dir and the storage flags, the same on every long-running command (`serve`, `api`,
+    `scheduler`, `node`); each falls back to its REELFARM_* variable. S3 credentials are read from
+    the environment only (REELFARM_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY, else boto3's chain)."""
+    for decorator in reversed([
+        data_dir_option,
+        click.option("--storage-url", default=None,
+                     help="file:///path or s3://bucket/prefix [REELFARM_STORAGE_URL; DATA_DIR/storage]."),
+        click.option("--s3-endpoint-url", default=None, help="S3-compatible endpoint [REELFARM_S3_ENDPOINT_URL]."),
+        click.option("--s3-region", default=None, help="S3 region [REELFARM_S3_REGION; us-east-1]."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+database_option = click.option("--database-url", default=None,
+                               help="SQLAlchemy URL [REELFARM_DATABASE_URL; SQLite in DATA_DIR].")
+
+
+def _load(**overrides):
+    """load_settings, with a bad setting (a placeholder secret in prod, a lone TLS key...) a clean error."""
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -47,14 +88,19 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-@data_dir_option
+@storage_options
+@database_option
+@click.option("--public-url", default=None, help="The API's address as clients reach it [REELFARM_PUBLIC_URL].")
 @click.option("--nodes", default=1, show_default=True, help="Render node actors to start on local Ray.")
-def serve(host: str, port: int, data_dir: Path | None, nodes: int) -> None:
+@verbose_option
+def serve(host: str, port: int, nodes: int, verbose: bool, **settings_flags) -> None:
     """API + scheduler + local Ray render nodes, on SQLite and a local folder."""
+    _quiet_unless(verbose)
     from reelfarm.embedded import EmbeddedStack
 
     _setup_logging()
-    stack = EmbeddedStack(load_settings(data_dir=data_dir), nodes=nodes, host=host, port=port).start()
+    stack = EmbeddedStack(_load(**settings_flags), nodes=nodes, host=host, port=port,
+                          ray_log_to_driver=verbose, verbose=verbose).start()
     click.echo(f"ReelFarm API on {stack.base_url} (scheduler {stack.scheduler.address}, {nodes} node(s)). "
                "Ctrl-C stops.")
     try:
@@ -66,16 +112,37 @@ def serve(host: str, port: int, data_dir: Path | None, nodes: int) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-@data_dir_option
-def api(host: str, port: int, data_dir: Path | None) -> None:
+@storage_options
+@database_option
+@click.option("--public-url", default=None, help="The API's address as clients reach it [REELFARM_PUBLIC_URL].")
+@click.option("--redis-url", default=None, help="Redis for shared rate limits [REELFARM_REDIS_URL].")
+def api(host: str, port: int, **settings_flags) -> None:
     """The API alone (a separate `reelfarm scheduler` polls the database for its jobs)."""
     from control_plane.main import create_app, run_api_server
     from reelfarm.migrate import open_database
 
     _setup_logging()
-    settings = load_settings(data_dir=data_dir)
+    settings = _load(**settings_flags)
     _, session_factory = open_database(settings)
     run_api_server(create_app(settings, session_factory=session_factory), host=host, port=port)
+
+
+@main.command()
+@data_dir_option
+@database_option
+def migrate(**settings_flags) -> None:
+    """Upgrade the database to the newest schema (Alembic head) and exit (the Helm chart's hook)."""
+    from reelfarm.database import make_engine
+    from reelfarm.migrate import upgrade
+
+    _setup_logging()
+    settings = _load(**settings_flags)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    click.echo("database schema is current")
 
 
 @main.command()
@@ -92,15 +159,16 @@ def mcp(data_dir: Path | None, public_url: str | None) -> None:
 
 
 @main.command()
-@click.option("--listen", default=None, help="gRPC address to serve SchedulerService on [settings].")
-@data_dir_option
-def scheduler(listen: str | None, data_dir: Path | None) -> None:
+@click.option("--listen", default=None, help="gRPC address to serve SchedulerService on [REELFARM_SCHEDULER_ADDRESS].")
+@storage_options
+@database_option
+def scheduler(listen: str | None, **settings_flags) -> None:
     """The scheduler alone: plans jobs from the database and dispatches them to nodes."""
     from reelfarm.migrate import open_database
     from scheduler.server import SchedulerServer
 
     _setup_logging()
-    settings = load_settings(data_dir=data_dir)
+    settings = _load(**settings_flags)
     _, session_factory = open_database(settings)
     server = SchedulerServer(settings, listen=listen, session_factory=session_factory).start()
     click.echo(f"scheduler serving on {server.address}. Ctrl-C stops.")
@@ -111,19 +179,27 @@ def scheduler(listen: str | None, data_dir: Path | None) -> None:
 
 
 @main.command()
-@click.option("--scheduler", "scheduler_address", default=None, help="Scheduler gRPC address [settings].")
-@click.option("--ray-address", default="auto", show_default=True, help="Ray cluster to join.")
+@click.option("--scheduler", "scheduler_address", default=None,
+              help="Scheduler gRPC address [REELFARM_SCHEDULER_ADDRESS].")
+@click.option("--ray-address", default=None, help="Ray cluster to join [REELFARM_RAY_ADDRESS; auto].")
 @click.option("--count", default=1, show_default=True, help="Render node actors to start.")
-def node(scheduler_address: str | None, ray_address: str, count: int) -> None:
-    """Join an existing Ray cluster and start render node actors there."""
+@click.option("--slots", "node_max_concurrent_tasks", type=click.IntRange(1), default=None,
+              help="Tasks each node runs at once [REELFARM_NODE_MAX_CONCURRENT_TASKS; 1].")
+@click.option("--placement", "node_placement", type=click.Choice(["auto", "gpu", "render_slot", "cpu"]),
+              default=None, help="What each node actor reserves on the Ray cluster [REELFARM_NODE_PLACEMENT; auto: "
+                                 "a GPU, else a render_slot where the cluster has them, else a CPU].")
+@storage_options
+def node(count: int, **settings_flags) -> None:
+    """Join an existing Ray cluster and start render node actors there (a plain `ray start` cluster
+    will do: no custom resources needed). Ray's token: RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, as for `ray start`."""
     import ray
 
     from render_nodes.actor import start_render_nodes
 
     _setup_logging()
-    settings = load_settings()
-    ray.init(address=ray_address)
-    handles = start_render_nodes(settings, scheduler_address or settings.scheduler_address, count)
+    settings = _load(**settings_flags)
+    ray.init(address=settings.ray_address or "auto")
+    handles = start_render_nodes(settings, settings.scheduler_address, count, on_this_ray_node=True)
     click.echo(f"{len(handles)} render node(s) running. Ctrl-C stops.")
     try:
         _wait_for_ctrl_c()
@@ -331,10 +407,15 @@ def _option_flags(func):
 @click.option("--encoder", type=click.Choice(["auto", "nvenc", "x264"]), default=None)
 @click.option("--preset", "x264_preset", default=None, help="x264 preset [veryfast].")
 @click.option("--nodes", default=1, show_default=True)
+@click.option("--ray/--no-ray", "use_ray", default=False, show_default=True,
+              help="Run the render nodes as actors of a local Ray (as `serve` does) rather than in this "
+                   "process; Ray's start and stop add ~5 s.")
+@verbose_option
 @data_dir_option
-def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset, nodes: int,
-           data_dir: Path | None, **options) -> None:
+def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset, nodes: int, use_ray: bool,
+           verbose: bool, data_dir: Path | None, **options) -> None:
     """Render INPUT through the embedded stack (same API, same scheduler) into --out."""
+    _quiet_unless(verbose)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from control_plane.accounts import service as accounts
@@ -350,11 +431,12 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
         options = ProcessOptions.model_validate(options).model_dump(exclude_none=True)
     except ValidationError as exc:
         raise click.BadParameter(str(exc)) from None
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="reelfarm-render-") as tmp:
         settings = load_settings(data_dir=data_dir or Path(tmp), output_height=output_height, encoder=encoder,
                              x264_preset=x264_preset)
-        with EmbeddedStack(settings, nodes=nodes, port=0, ray_log_to_driver=False) as stack:
+        with EmbeddedStack(settings, nodes=nodes, port=0, ray_log_to_driver=verbose, use_ray=use_ray,
+                           verbose=verbose) as stack:
             # A key of the "local" account on the default plan, like any other (its plan's
             # limits apply), revoked when the render ends.
             plans = stack.app.state.plans
@@ -378,7 +460,7 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
                         bar.update(task, completed=job["progress_percent"],
                                    description=f"{job['status']}" + (f" / {job['stage']}" if job["stage"] else ""))
 
-                    job = client.wait(job_id, on_update=show)
+                    job = client.wait(job_id, on_update=show, poll=0.1)
                 if job["status"] != "completed":
                     raise ApiFailure(f"job {job['status']}: {job.get('error')}")
                 manifest = client.download_all(job_id, out_dir)
@@ -393,6 +475,11 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
         click.echo(f"{out_dir / clip['files'][0]['filename']}  {clip['width']}x{clip['height']}  "
                    f"{clip['duration']:.2f}s  encoder={clip['encoder']}")
     click.echo(f"{out_dir / 'manifest.json'}")
+    # Everything is written, committed and stopped: skip the interpreter's teardown of NumPy, PyAV,
+    # gRPC and the face detector (~0.5 s of a one-shot render, bench/startup.py).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret-change-me"}
+# Well-known sample credentials of S3-compatible servers.
+S3_PLACEHOLDER_SECRETS = {"minioadmin", "password", "secret_key", "some_secret_key"}
 
 
 class Settings(BaseSettings):
@@ -29,8 +31,19 @@ class Settings(BaseSettings):
     storage_url: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    # S3 credentials; unset: boto3's default chain (AWS_* variables, ~/.aws, instance roles).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
     # Signs artifact URLs and other server-made tokens; refused when a placeholder in prod.
     secret_key: str = "dev-secret-change-me"
+    # gRPC between the scheduler and the nodes. With a certificate and its key every gRPC server
+    # serves TLS and every client connects with TLS, presenting that certificate; with a CA too,
+    # clients verify servers against it and servers require client certificates it signed (mTLS).
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_ca: Path | None = None
+    # The name clients expect in the servers' certificates, when not the host they dial.
+    grpc_tls_server_name: str | None = None
 
     # API
     # The API's address as its clients reach it, for URLs made outside a request
@@ -74,10 +87,23 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: float = 60.0
     poll_interval_seconds: float = 0.2
     progress_flush_seconds: float = 1.0
+    # Prometheus /metrics over HTTP (scheduler/metrics.py), on the gRPC listen address's host; 0 = off.
+    scheduler_metrics_port: int = Field(default=9464, ge=0, le=65535)
 
     # Render nodes
+    # Ray cluster `reelfarm node` joins ("auto": the cluster this machine's `ray start` made;
+    # "HOST:6379"; "ray://HOST:10001"). Unset: "auto".
     ray_address: str | None = None
+    # What each node actor reserves on the Ray cluster: "auto" = one GPU where the cluster has
+    # GPUs, else one `render_slot` where the cluster declares that resource, else one CPU.
+    node_placement: Literal["auto", "gpu", "render_slot", "cpu"] = "auto"
     node_max_concurrent_tasks: int = 1
+    # Prometheus /metrics over HTTP (render_nodes/metrics.py): node actor i of a launch serves on
+    # this port + i, on the node's host; 0 = off.
+    node_metrics_port: int = Field(default=9465, ge=0, le=65535)
+    # gRPC port of node actor i of a launch: this port + i (a pod's probes and firewalls need a
+    # known port; the Helm chart sets it); 0 = any free port.
+    node_port: int = Field(default=0, ge=0, le=65535)
     node_host: str | None = None
     output_height: int | None = Field(default=None, ge=64, le=4320)
     x264_preset: str = "veryfast"
@@ -112,7 +138,7 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
 
-    @field_validator("data_dir", "work_dir")
+    @field_validator("data_dir", "work_dir", "grpc_tls_cert", "grpc_tls_key", "grpc_tls_ca")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Absolute, so Ray workers (other working directories) see the same folders.
@@ -138,9 +164,28 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> "Settings":
-        if self.environment == "prod" and self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError("REELFARM_SECRET_KEY must be set to a real secret when REELFARM_ENVIRONMENT=prod")
+        # "dev" and "test" (the test suite's) accept placeholders; "prod" does not.
+        if self.environment == "prod":
+            if self.secret_key.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("REELFARM_SECRET_KEY must be set to a real secret when REELFARM_ENVIRONMENT=prod")
+            if self.s3_secret_access_key is not None and self.s3_secret_access_key.strip().lower() in (
+                    PLACEHOLDER_SECRETS | S3_PLACEHOLDER_SECRETS):
+                raise ValueError("REELFARM_S3_SECRET_ACCESS_KEY is a placeholder; set a real secret (prod)")
         return self
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise ValueError("REELFARM_GRPC_TLS_CERT and REELFARM_GRPC_TLS_KEY go together: set both or neither")
+        if self.grpc_tls_ca is not None and self.grpc_tls_cert is None:
+            raise ValueError("REELFARM_GRPC_TLS_CA needs REELFARM_GRPC_TLS_CERT and REELFARM_GRPC_TLS_KEY")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("REELFARM_S3_ACCESS_KEY_ID and REELFARM_S3_SECRET_ACCESS_KEY go together")
+        return self
+
+    @property
+    def grpc_tls(self) -> bool:
+        return self.grpc_tls_cert is not None
 
     @cached_property
     def resolved_database_url(self) -> str:

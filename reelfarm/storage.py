@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -165,6 +166,31 @@ class BlobWriter(ABC):
 class Storage(ABC):
     """Where blobs live. Keys are relative POSIX paths, normally `blob_key(sha256)`."""
 
+    def _partials(self) -> tuple[Path, str] | None:
+        """The folder where writers keep content before it is stored, and their files' pattern."""
+        return None
+
+    def remove_stale_partials(self, older_than_seconds: float = 3600.0) -> int:
+        """Delete writers' files a dead process left behind (an API killed mid-upload); the count.
+
+        Never visible through the API (no row points at them), but they hold disk. Only files
+        untouched for `older_than_seconds` go: another live process may be writing the rest.
+        """
+        partials = self._partials()
+        if partials is None:
+            return 0
+        folder, pattern = partials
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in folder.glob(pattern):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # finished or removed meanwhile
+                continue
+        return removed
+
     @abstractmethod
     def open_writer(self, max_bytes: int | None = None) -> BlobWriter:
         """A writer for content whose hash is not known up front (uploads)."""
@@ -219,6 +245,10 @@ class Storage(ABC):
         """Make a verified staged object the blob for `sha256` (kept once) and drop the stage."""
         raise NotImplementedError(f"{type(self).__name__} does not stage direct uploads")
 
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StorageError unless the store is reachable and usable (readiness checks)."""
+
 
 class _LocalBlobWriter(BlobWriter):
     def __init__(self, storage: LocalStorage, temp_path: Path, max_bytes: int | None) -> None:
@@ -240,8 +270,15 @@ class LocalStorage(Storage):
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
 
+    def ping(self) -> None:
+        if not self.tmp_dir.is_dir() or not os.access(self.tmp_dir, os.W_OK):
+            raise StorageError(f"storage folder {self.root} is missing or not writable")
+
     def _temp_path(self) -> Path:
         return self.tmp_dir / f"{uuid.uuid4().hex}.part"
+
+    def _partials(self) -> tuple[Path, str]:
+        return self.tmp_dir, "*.part"
 
     def _place(self, temp: Path, key: str) -> None:
         """Atomically rename `temp` to `key`, or drop it when the blob is already there."""
@@ -317,6 +354,8 @@ class S3Storage(Storage):
         endpoint_url: str | None = None,
         region: str = "us-east-1",
         spool_dir: Path | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
@@ -329,7 +368,13 @@ class S3Storage(Storage):
         )
         # A session per storage: boto3 clients are thread-safe, the default session is not.
         self._session = boto3.session.Session()
-        self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        # Explicit keys when given (REELFARM_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY), else boto3's default chain.
+        keys = {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key} if access_key_id else {}
+        self._client = self._session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config, **keys)
+
+    def ping(self) -> None:
+        with self._errors(""):
+            self._client.head_bucket(Bucket=self.bucket)
 
     def _object_key(self, key: str) -> str:
         return self.prefix + _check_key(key)
@@ -366,6 +411,9 @@ class S3Storage(Storage):
 
     def open_writer(self, max_bytes: int | None = None) -> BlobWriter:
         return _S3BlobWriter(self, self.spool_dir / f"reelfarm-{uuid.uuid4().hex}.part", max_bytes)
+
+    def _partials(self) -> tuple[Path, str]:
+        return self.spool_dir, "reelfarm-*.part"
 
     def put_file(self, path: Path, *, move: bool = False) -> StoredBlob:
         sha, size = _hash_file(path)
@@ -477,6 +525,8 @@ def storage_from_url(
     endpoint_url: str | None = None,
     region: str = "us-east-1",
     spool_dir: Path | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
 ) -> Storage:
     """`file:///abs/path` -> LocalStorage; `s3://bucket[/prefix]` -> S3Storage."""
     parts = urlsplit(url)
@@ -489,7 +539,8 @@ def storage_from_url(
         if not parts.netloc:
             raise ValueError(f"invalid storage URL {url!r}: expected s3://bucket[/prefix]")
         return S3Storage(
-            parts.netloc, unquote(parts.path), endpoint_url=endpoint_url, region=region, spool_dir=spool_dir
+            parts.netloc, unquote(parts.path), endpoint_url=endpoint_url, region=region, spool_dir=spool_dir,
+            access_key_id=access_key_id, secret_access_key=secret_access_key,
         )
     raise ValueError(
         f"unsupported storage URL {url!r}: expected file:///absolute/path or s3://bucket[/prefix]"
@@ -503,4 +554,6 @@ def open_storage(settings: Settings, *, spool_dir: Path | None = None) -> Storag
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
         spool_dir=spool_dir or settings.resolved_work_dir / "uploads",
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
     )

@@ -9,6 +9,8 @@ import threading
 import grpc
 from google.protobuf.json_format import ParseDict
 
+from reelfarm.grpc_security import open_channel
+from reelfarm.settings import Settings
 from reelfarm.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 RPC_TIMEOUT_SECONDS = 5.0
@@ -17,9 +19,9 @@ STREAM_IDLE_SECONDS = 5.0
 
 
 class SchedulerLink:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, settings: Settings | None = None) -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address)
+        self._channel = open_channel(address, settings)  # TLS by settings; None: plaintext
         self._stub = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
         self._progress: queue.Queue = queue.Queue(maxsize=10_000)
         self._closed = threading.Event()

@@ -9,6 +9,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from reelfarm.grpc_security import add_port
+from reelfarm.settings import Settings
 from reelfarm.v1 import common_pb2, render_node_pb2, render_node_pb2_grpc
 from render_nodes.node import NodeCore
 
@@ -18,8 +20,9 @@ SERVICE_NAME = "reelfarm.v1.RenderNodeService"
 
 
 class RenderNodeServicer(render_node_pb2_grpc.RenderNodeServiceServicer):
-    def __init__(self, core: NodeCore) -> None:
+    def __init__(self, core: NodeCore, health_servicer: health.HealthServicer | None = None) -> None:
         self.core = core
+        self.health = health_servicer
 
     def RunTask(self, request, context):
         tasks = [MessageToDict(t, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
@@ -31,7 +34,11 @@ class RenderNodeServicer(render_node_pb2_grpc.RenderNodeServiceServicer):
         return render_node_pb2.CancelTaskResponse(found=self.core.cancel_task(request.task_id))
 
     def Drain(self, request, context):
-        return render_node_pb2.DrainResponse(running=self.core.drain())
+        running = self.core.drain()
+        if self.health is not None:  # a draining node takes no new work: not ready
+            for name in ("", SERVICE_NAME):
+                self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        return render_node_pb2.DrainResponse(running=running)
 
     def GetStatus(self, request, context):
         status = self.core.status()
@@ -46,13 +53,18 @@ class RenderNodeServicer(render_node_pb2_grpc.RenderNodeServiceServicer):
         )
 
 
-def serve_node(core: NodeCore, host: str, port: int = 0, max_workers: int = 16) -> tuple[grpc.Server, str]:
-    """Start the node's gRPC server and register with the scheduler; returns (server, address)."""
+def serve_node(core: NodeCore, host: str, port: int = 0, max_workers: int = 16, *, settings: Settings | None = None,
+               health_servicer: health.HealthServicer | None = None) -> tuple[grpc.Server, str]:
+    """Start the node's gRPC server and register with the scheduler; returns (server, address).
+
+    TLS by `settings` (reelfarm/grpc_security.py). grpc.health.v1 answers SERVING once the server is
+    up and NOT_SERVING after Drain or `health_servicer.enter_graceful_shutdown()` (the actor's shutdown).
+    """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="node-rpc"))
-    render_node_pb2_grpc.add_RenderNodeServiceServicer_to_server(RenderNodeServicer(core), server)
-    health_servicer = health.HealthServicer()
+    health_servicer = health_servicer or health.HealthServicer()
+    render_node_pb2_grpc.add_RenderNodeServiceServicer_to_server(RenderNodeServicer(core, health_servicer), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = add_port(server, f"{host}:{port}", settings)
     if not bound:
         raise RuntimeError(f"cannot listen on {host}:{port}")
     server.start()

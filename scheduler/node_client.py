@@ -6,6 +6,8 @@ import threading
 
 import grpc
 
+from reelfarm.grpc_security import open_channel
+from reelfarm.settings import Settings
 from reelfarm.v1 import common_pb2, render_node_pb2, render_node_pb2_grpc
 
 RPC_TIMEOUT_SECONDS = 5.0
@@ -21,7 +23,8 @@ def _task_spec(spec: dict) -> common_pb2.TaskSpec:
 
 
 class GrpcNodeClient:
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings  # TLS by settings (reelfarm/grpc_security.py); None: plaintext
         self._stubs: dict[str, render_node_pb2_grpc.RenderNodeServiceStub] = {}
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
@@ -30,7 +33,7 @@ class GrpcNodeClient:
         with self._lock:
             stub = self._stubs.get(address)
             if stub is None:
-                channel = grpc.insecure_channel(address)
+                channel = open_channel(address, self.settings)
                 self._channels[address] = channel
                 stub = self._stubs[address] = render_node_pb2_grpc.RenderNodeServiceStub(channel)
             return stub

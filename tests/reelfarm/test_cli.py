@@ -180,3 +180,63 @@ def test_a_workspace_made_without_owner_gets_an_owner_login_once(tmp_path):
     with TestClient(create_app(Settings(environment="test", data_dir=tmp_path))) as api:
         me = api.post("/api/auth/login", json={"email": "owner@demo-team.localhost", "password": password})
         assert me.status_code == 200 and me.json()["role"] == "owner", me.text
+
+
+STORAGE_FLAGS = ["--data-dir", "--storage-url", "--s3-endpoint-url", "--s3-region"]
+
+
+def test_every_service_command_takes_the_same_data_dir_and_storage_flags():
+    for command, extra in (("node", ["--ray-address", "--scheduler", "--slots", "--placement"]),
+                           ("api", ["--database-url", "--public-url", "--redis-url"]),
+                           ("scheduler", ["--database-url", "--listen"]),
+                           ("serve", ["--database-url", "--public-url"])):
+        shown = run_cli(command, "--help", timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        for flag in STORAGE_FLAGS + extra:
+            assert f"{flag} " in shown.stdout, f"reelfarm {command} --help lacks {flag}"
+    # Defaults come from the settings, not from the flags: the help names the variable.
+    assert "[REELFARM_RAY_ADDRESS; auto]" in " ".join(run_cli("node", "--help", timeout=60).stdout.split())
+
+
+def _scheduler_until_serving(env: dict[str, str], *args: str) -> str:
+    """Start `reelfarm scheduler`, wait for its "serving" line, stop it (SIGTERM); its output."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "REELFARM_SCHEDULER_METRICS_PORT": "0", **env}
+    proc = subprocess.Popen([REELFARM, "scheduler", "--listen", "127.0.0.1:0", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "scheduler serving on" in line:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert any("scheduler serving on" in line for line in lines), "".join(lines)
+    return "".join(lines)
+
+
+def test_service_flags_fall_back_to_the_environment_and_override_it(tmp_path):
+    env_db, flag_db = tmp_path / "from-env.db", tmp_path / "from-flag.db"
+    env = {"REELFARM_DATABASE_URL": f"sqlite:///{env_db}", "REELFARM_DATA_DIR": str(tmp_path / "env-data")}
+    _scheduler_until_serving(env)
+    assert env_db.is_file()  # no flag: REELFARM_DATABASE_URL
+    assert (tmp_path / "env-data").is_dir() and not (tmp_path / "env-data" / "reelfarm.db").exists()
+    _scheduler_until_serving(env, "--database-url", f"sqlite:///{flag_db}", "--data-dir", str(tmp_path / "flag"))
+    assert flag_db.is_file()  # the flag wins over the variable
+    assert (tmp_path / "flag").is_dir()
+
+
+def test_prod_refuses_placeholder_secrets_with_a_clean_error_and_test_allows_them(tmp_path):
+    prod = run_cli("scheduler", "--data-dir", str(tmp_path), timeout=60,
+                   env={"REELFARM_ENVIRONMENT": "prod", "REELFARM_SECRET_KEY": "changeme"})
+    assert prod.returncode == 1 and "Traceback" not in prod.stderr
+    assert "REELFARM_SECRET_KEY must be set to a real secret" in prod.stderr
+    s3 = run_cli("node", "--data-dir", str(tmp_path), timeout=60,
+                 env={"REELFARM_ENVIRONMENT": "prod", "REELFARM_SECRET_KEY": "a-real-one-9f2c",
+                      "REELFARM_S3_ACCESS_KEY_ID": "minioadmin", "REELFARM_S3_SECRET_ACCESS_KEY": "minioadmin"})
+    assert s3.returncode == 1 and "REELFARM_S3_SECRET_ACCESS_KEY is a placeholder" in s3.stderr
+    # "dev" (the default) and "test" (the test suite's) accept the placeholders.
+    for environment in ("dev", "test"):
+        assert Settings(_env_file=None, environment=environment, s3_access_key_id="minioadmin",
+                        s3_secret_access_key="minioadmin").secret_key == "dev-secret-change-me"

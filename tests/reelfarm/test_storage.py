@@ -175,6 +175,20 @@ def test_uncommitted_writer_is_aborted_on_exit(backend: Backend) -> None:
     writer.abort()  # no-op
 
 
+def test_stale_partials_of_a_dead_writer_are_removed_and_live_ones_kept(backend: Backend) -> None:
+    """A process killed mid-upload leaves its writer's file; only files untouched for long go."""
+    dead = backend.storage.open_writer()
+    dead.write(b"half an upload")  # never committed or aborted: its process "died"
+    live = backend.storage.open_writer()
+    live.write(b"still arriving")
+    two_hours_ago = time.time() - 7200
+    os.utime(dead.temp_path, (two_hours_ago, two_hours_ago))
+    assert backend.storage.remove_stale_partials(older_than_seconds=3600) == 1
+    assert not dead.temp_path.exists() and live.temp_path.exists()
+    live.write(b" and done")
+    assert read_all(backend.storage, live.commit().key) == b"still arriving and done"
+
+
 def test_abort_after_commit_keeps_blob(backend: Backend) -> None:
     writer = backend.storage.open_writer()
     writer.write(b"keep me")

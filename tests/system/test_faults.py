@@ -48,9 +48,11 @@ def test_killed_node_actor_task_is_requeued_and_job_completes(start_stack, setti
     assert job["status"] == "completed", (job.get("error"), job.get("tasks"))
     (task,) = _tasks(stack, job_id)
     assert task.attempts == 2
-    # Noticed either when the restarted actor registers without the task, or by the dying
-    # actor itself when Ray killed its ffmpeg first (a signal: retryable, not the source's fault).
-    assert "lost the task" in (task.error or "") or "exit code -9" in (task.error or ""), task.error
+    # Noticed when the restarted actor registers without the task, or by the dying actor itself
+    # when Ray killed its ffmpeg first (a signal: retryable, not the source's fault), or, on a
+    # loaded machine where the restart takes longer than the node timeout, by the missed heartbeats.
+    noticed = ("lost the task", "exit code -9", "stopped responding")
+    assert any(reason in (task.error or "") for reason in noticed), task.error
     assert client.manifest(job_id)["clipCount"] == 1
 
 
@@ -74,7 +76,9 @@ def test_silent_node_times_out_and_another_node_finishes(start_stack, settings, 
 
 
 def test_scheduler_restart_mid_job_completes_without_rendering_twice(start_stack, settings, tmp_path):
-    stack = start_stack(_slow(settings), nodes=2)
+    # The restarted scheduler waits node_timeout_seconds for the nodes to come back with their
+    # tasks; the suite's 2 s was sometimes shorter than a loaded machine's reconnect (the default is 30 s).
+    stack = start_stack(_slow(settings).model_copy(update={"node_timeout_seconds": 6.0}), nodes=2)
     client = ReelFarmClient(stack.base_url, new_api_key(stack.session_factory))
     source = make_video(tmp_path / "src.mp4", seconds=20, size="640x360")
     job_id = client.upload(source, {"numClips": 2, "clipLength": "short"})["jobId"]
