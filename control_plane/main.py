@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -21,6 +20,7 @@ from control_plane.jobs.live import router as live_router
 from control_plane.jobs.status_reads import JobStatusReads
 from control_plane.jobs.views import router as jobs_router
 from control_plane.jobs.views import status_router as job_status_router
+from control_plane.lifespan import around_lifespan
 from control_plane.limits import install as install_rate_limits
 from control_plane.metrics import install as install_metrics
 from control_plane.projects.views import router as dev_router
@@ -57,17 +57,7 @@ class ScopesHeaderMiddleware:
 
 
 def _close_status_reads_on_shutdown(app: FastAPI) -> None:
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_):
-        try:
-            async with inner(app_) as state:
-                yield state
-        finally:
-            await app.state.job_status_reads.close()
-
-    app.router.lifespan_context = lifespan
+    around_lifespan(app, stop=app.state.job_status_reads.close)
 
 
 def run_api_server(app: FastAPI, *, host: str, port: int, **uvicorn_options) -> None:

@@ -6,10 +6,9 @@ else in-process), adds the middleware and closes the backend when the app shuts 
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
+from control_plane.lifespan import around_lifespan
 from control_plane.limits.middleware import RateLimitMiddleware, RateLimits
 from control_plane.limits.windows import MemoryWindow, RedisWindow
 
@@ -26,15 +25,5 @@ def install(app: FastAPI) -> RateLimits:
     app.state.rate_limits = limits
     app.add_middleware(RateLimitMiddleware, limits=limits)
 
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_):
-        try:
-            async with inner(app_) as state:
-                yield state
-        finally:
-            await limits.close()
-
-    app.router.lifespan_context = lifespan
+    around_lifespan(app, stop=limits.close)
     return limits

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
 from starlette.concurrency import run_in_threadpool
+
+from control_plane.lifespan import around_lifespan
 
 
 def install(app) -> None:
@@ -20,15 +20,4 @@ def install(app) -> None:
                         on_queued=lambda job_id: app.state.job_listener(job_id))  # fmt: skip
     app.state.downloads = pool
     app.include_router(router)
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_):
-        await run_in_threadpool(pool.start)
-        try:
-            async with inner(app_) as state:
-                yield state
-        finally:
-            await run_in_threadpool(pool.shutdown)
-
-    app.router.lifespan_context = lifespan
+    around_lifespan(app, start=lambda: run_in_threadpool(pool.start), stop=lambda: run_in_threadpool(pool.shutdown))

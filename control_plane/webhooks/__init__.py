@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
 from starlette.concurrency import run_in_threadpool
+
+from control_plane.lifespan import around_lifespan
 
 
 def install(app) -> None:
@@ -18,15 +18,7 @@ def install(app) -> None:
     app.state.webhooks = workers
     app.include_router(router)
     app.include_router(v1_router)
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_):
+    async def start() -> None:
         workers.start()
-        try:
-            async with inner(app_) as state:
-                yield state
-        finally:
-            await run_in_threadpool(workers.shutdown)
 
-    app.router.lifespan_context = lifespan
+    around_lifespan(app, start=start, stop=lambda: run_in_threadpool(workers.shutdown))
