@@ -4,27 +4,14 @@ hand-driven clock: tests/scheduler/test_core.py's helpers)."""
 from __future__ import annotations
 
 import pytest
-from test_core import Clock, RecordingNodes, register, state, submit
+
+# The core tests' helpers and fixtures (a migrated database, a hand-driven clock), not copies.
+from test_core import RecordingNodes, clock, register, sessions, state, submit  # noqa: F401 (fixtures)
 
 from harness.metrics_scrape import free_port, scrape, value
-from reelfarm.database import make_engine, make_session_factory
 from reelfarm.metrics_http import serve_metrics
-from reelfarm.migrate import upgrade
 from scheduler.core import SchedulerConfig, SchedulerCore
 from scheduler.metrics import SchedulerMetrics
-
-
-@pytest.fixture
-def sessions(tmp_path, database_url):
-    engine = make_engine(database_url or f"sqlite:///{tmp_path / 'core.db'}")
-    upgrade(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture
