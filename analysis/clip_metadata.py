@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-
-import yake
+from typing import TYPE_CHECKING
 
 from analysis.moments import (
     EMOTIONS,
@@ -49,6 +48,9 @@ from analysis.moments import (
 )
 from reelfarm.options import ProcessOptions
 
+if TYPE_CHECKING:
+    import yake
+
 MAX_HASHTAGS = 4
 TITLE_CHARS = 60
 HOOK_WORDS = 25  # a hook is a whole sentence; a longer one is cut (the LLM's hook limit too)
@@ -58,6 +60,8 @@ WEAK_EMOTIONS = {"anticipation": 0.5, "trust": 0.5}
 
 @lru_cache(maxsize=1)
 def _extractor() -> yake.KeywordExtractor:
+    import yake  # on first use: a job without moments (mode "none") never needs it
+
     return yake.KeywordExtractor(lan="en", n=2, dedup_lim=0.7, top=20)
 
 

@@ -29,12 +29,14 @@ import logging
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import httpx
 
-from analysis.moments import Moment, SourceAnalysis, resolve_genre
 from reelfarm.options import ProcessOptions
+
+if TYPE_CHECKING:  # analysis.moments brings NumPy: the scheduler imports this module for LlmConfig alone
+    from analysis.moments import Moment, SourceAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +212,8 @@ def _instructions(options: ProcessOptions) -> str:
 
 
 def _genre(analysis: SourceAnalysis | None, options: ProcessOptions) -> str:
+    from analysis.moments import resolve_genre
+
     try:
         return resolve_genre(analysis, options) if analysis is not None else options.genre
     except Exception:  # noqa: BLE001 - only context for the model

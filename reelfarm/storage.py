@@ -26,11 +26,6 @@ from types import TracebackType
 from typing import BinaryIO, cast
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
-import boto3
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
 from reelfarm.settings import Settings
 
 CHUNK_BYTES = 1 << 20
@@ -361,6 +356,10 @@ class S3Storage(Storage):
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.spool_dir = Path(spool_dir) if spool_dir is not None else Path(tempfile.gettempdir())
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        # boto3 here, not at the top: ~0.2 s of imports every process with local storage would pay.
+        import boto3
+        from botocore.config import Config
+
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": "path"},
@@ -382,6 +381,8 @@ class S3Storage(Storage):
     @contextmanager
     def _errors(self, key: str) -> Iterator[None]:
         """Missing objects become FileNotFoundError; other backend failures StorageError."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             yield
         except ClientError as exc:
@@ -394,6 +395,8 @@ class S3Storage(Storage):
 
     def _upload(self, path: Path, blob: StoredBlob) -> None:
         """Upload unless already stored; S3 checks the SHA-256 itself whenever the size allows."""
+        from boto3.s3.transfer import TransferConfig
+
         if self.exists(blob.key):
             return
         if blob.size_bytes <= SINGLE_PUT_MAX_BYTES:

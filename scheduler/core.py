@@ -22,12 +22,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from analysis import selection
 from analysis.llm import LlmConfig
 from reelfarm import nodes as node_rows
 from reelfarm.database import new_id, session_scope, utcnow
@@ -50,6 +49,9 @@ from reelfarm.states import (
 )
 from scheduler import planner
 from scheduler.metrics import SchedulerMetrics
+
+if TYPE_CHECKING:
+    from analysis import selection
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +344,8 @@ class SchedulerCore:
                 options, duration = ProcessOptions.from_job(job.options), video.duration_seconds
                 transcribed = [t.result or {} for t in tasks if t.kind == TaskKind.transcribe]
                 analyzed = [t.result or {} for t in tasks if t.kind == TaskKind.analyze]
+            from analysis import selection  # here: NumPy and the moment scorers load when a job first needs them
+
             analysis = selection.merge_analysis(duration, transcribed, analyzed)
             if options.transcript:
                 analysis.words = options.supplied_words()
