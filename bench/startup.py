@@ -3,10 +3,11 @@
 Each round, in this order, on the same source (a 20 s 1920x1080 test pattern + tone, made once):
   - baseline: a bare `ffmpeg` encode of the same output (centre 9:16 crop to 1080x1920, libx264
     veryfast crf 23, AAC), as the render node's encoder is configured;
-  - `reelfarm render SOURCE --out DIR` as a user runs it (default: render nodes in-process);
+  - `reelfarm render SOURCE --out DIR` as a user runs it (default: the render node in a plain child
+    process, started before the launcher's own imports);
   - `reelfarm render --ray` (the nodes as actors of a local Ray, as `serve` runs them);
   - one instrumented run per mode in a child process (this file with --phases), which does what
-    `reelfarm render` does (EmbeddedStack, upload over HTTP, wait, download) and reports when each
+    `reelfarm render` does (EmbeddedStack, upload over HTTP, follow its events, download) and reports when each
     part was up, in seconds from the child's start: imports, Ray start (--ray only), scheduler up,
     API up, node(s) registered, first task dispatched (the job left `queued`), encode done
     (job completed), outputs downloaded, stack stopped.
@@ -52,19 +53,22 @@ def cli_render(source: Path, out: Path, *extra: str) -> float:
 
 def phases(source: Path, use_ray: bool) -> dict[str, float]:
     """One instrumented render in this process (what `reelfarm render` does); seconds from process start."""
+    from reelfarm.node_process import NodeProcess
     from reelfarm.quiet import quiet_env
-
-    quiet_env()
-    from control_plane.accounts import service as accounts
-    from reelfarm.client import ReelFarmClient
-    from reelfarm.database import session_scope
-    from reelfarm.embedded import EmbeddedStack
     from reelfarm.settings import load_settings
 
-    marks = {"imports": time.monotonic() - T0}
+    quiet_env()
     with tempfile.TemporaryDirectory(prefix="rf-startup-") as tmp:
-        settings = load_settings(data_dir=Path(tmp) / "data")
-        stack = EmbeddedStack(settings, nodes=1, port=0, ray_log_to_driver=False, use_ray=use_ray, verbose=False)
+        settings = load_settings(data_dir=Path(tmp) / "data", scheduler_metrics_port=0)  # as `reelfarm render`
+        early_nodes = [] if use_ray else [NodeProcess(0, settings)]  # as `reelfarm render` does: first
+        from control_plane.accounts import service as accounts
+        from reelfarm.client import ReelFarmClient
+        from reelfarm.database import session_scope
+        from reelfarm.embedded import EmbeddedStack
+
+        marks = {"imports": time.monotonic() - T0}
+        stack = EmbeddedStack(settings, nodes=1, port=0, ray_log_to_driver=False, use_ray=use_ray, verbose=False,
+                              node_processes=early_nodes, deliver_webhooks=False)
         started = time.monotonic() - T0
         stack.start()
         for name, at in stack.timings.items():
@@ -81,7 +85,7 @@ def phases(source: Path, use_ray: bool) -> dict[str, float]:
             if job["status"] != "queued" and "dispatched" not in marks:
                 marks["dispatched"] = time.monotonic() - T0
 
-        job = client.wait(job_id, on_update=seen, poll=0.05)
+        job = client.follow(job_id, on_update=seen)  # as `reelfarm render` follows it
         assert job["status"] == "completed", job
         marks["encoded"] = time.monotonic() - T0
         client.download_all(job_id, Path(tmp) / "out")
@@ -143,7 +147,7 @@ def main() -> None:
     for key in ("phases", "phases_ray"):
         cells = "".join(f"{med([m[n] for m in rows[key]]):>11.2f}" if n in rows[key][0] else f"{'-':>11}"
                         for n in names)  # fmt: skip
-        print(f"{'in-process' if key == 'phases' else 'ray':<12}" + cells)
+        print(f"{'child node' if key == 'phases' else 'ray':<12}" + cells)
         encode = med([m["encoded"] - m["dispatched"] for m in rows[key]])
         print(f"{'':<12}encode (dispatched -> completed) {encode:.2f} s; start-up (-> nodes) "
               f"{med([m['nodes'] for m in rows[key]]):.2f} s; after the encode {med([m['total'] - m['encoded'] for m in rows[key]]):.2f} s")

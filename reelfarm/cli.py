@@ -408,23 +408,14 @@ def _option_flags(func):
 @click.option("--preset", "x264_preset", default=None, help="x264 preset [veryfast].")
 @click.option("--nodes", default=1, show_default=True)
 @click.option("--ray/--no-ray", "use_ray", default=False, show_default=True,
-              help="Run the render nodes as actors of a local Ray (as `serve` does) rather than in this "
-                   "process; Ray's start and stop add ~5 s.")
+              help="Run the render nodes as actors of a local Ray (as `serve` does) rather than as plain "
+                   "child processes; Ray's start and stop add ~5 s.")
 @verbose_option
 @data_dir_option
 def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset, nodes: int, use_ray: bool,
            verbose: bool, data_dir: Path | None, **options) -> None:
     """Render INPUT through the embedded stack (same API, same scheduler) into --out."""
     _quiet_unless(verbose)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from control_plane.accounts import service as accounts
-    from control_plane.errors import ApiError
-    from reelfarm.client import ApiFailure, ReelFarmClient
-    from reelfarm.database import session_scope, utcnow
-    from reelfarm.embedded import EmbeddedStack
-    from reelfarm.models.accounts import ApiKey
-
     if options.get("transcript") is not None:
         options["transcript"] = json.loads(options["transcript"].read_text())
     try:
@@ -433,10 +424,29 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
         raise click.BadParameter(str(exc)) from None
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="reelfarm-render-") as tmp:
+        # No scheduler /metrics server: nobody scrapes a one-shot render, and its stop waits out a 0.5 s poll.
         settings = load_settings(data_dir=data_dir or Path(tmp), output_height=output_height, encoder=encoder,
-                             x264_preset=x264_preset)
+                                 x264_preset=x264_preset, scheduler_metrics_port=0)  # fmt: skip
+        from reelfarm.node_process import NodeProcess
+
+        # The node processes start first: their imports, detector load and encoder probe run on
+        # another core while this process imports and starts the API and scheduler.
+        early_nodes = [] if use_ray else [NodeProcess(i, settings, verbose=verbose) for i in range(nodes)]
+        try:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            from control_plane.accounts import service as accounts
+            from control_plane.errors import ApiError
+            from reelfarm.client import ApiFailure, ReelFarmClient
+            from reelfarm.database import session_scope, utcnow
+            from reelfarm.embedded import EmbeddedStack
+            from reelfarm.models.accounts import ApiKey
+        except BaseException:
+            for node in early_nodes:
+                node.stop()
+            raise
         with EmbeddedStack(settings, nodes=nodes, port=0, ray_log_to_driver=verbose, use_ray=use_ray,
-                           verbose=verbose) as stack:
+                           verbose=verbose, node_processes=early_nodes, deliver_webhooks=False) as stack:
             # A key of the "local" account on the default plan, like any other (its plan's
             # limits apply), revoked when the render ends.
             plans = stack.app.state.plans
@@ -457,10 +467,13 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
                     task = bar.add_task("queued", total=100)
 
                     def show(job: dict) -> None:
+                        stage = job["current_stage"]
                         bar.update(task, completed=job["progress_percent"],
-                                   description=f"{job['status']}" + (f" / {job['stage']}" if job["stage"] else ""))
+                                   description=job["status"] + (f" / {stage}" if stage else ""))
 
-                    job = client.wait(job_id, on_update=show, poll=0.1)
+                    # Server-sent events: each change as the scheduler commits it, and no polling
+                    # taking CPU from the render (bench/startup.py).
+                    job = client.follow(job_id, on_update=show)
                 if job["status"] != "completed":
                     raise ApiFailure(f"job {job['status']}: {job.get('error')}")
                 manifest = client.download_all(job_id, out_dir)

@@ -59,6 +59,25 @@ class ReelFarmClient:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
             time.sleep(poll)
 
+    def follow(self, job_id: str, on_update: Callable[[dict], None] | None = None) -> dict:
+        """Follow the job's server-sent events (GET /api/v1/jobs/{id}/events) until it ends; returns
+        its last event ({job_id, status, current_stage, progress_percent, error})."""
+        with self.http.stream("GET", f"/api/v1/jobs/{job_id}/events") as response:
+            if response.status_code >= 400:
+                response.read()
+                self._json(response)
+            event = ""
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line.removeprefix("event:").strip()
+                elif line.startswith("data:") and event == "job":
+                    job = json.loads(line.removeprefix("data:"))
+                    if on_update:
+                        on_update(job)
+                    if job["status"] in TERMINAL:
+                        return job
+        raise ApiFailure(f"the event stream of job {job_id} ended before the job did")
+
     def manifest(self, job_id: str) -> dict:
         return self._json(self.http.get(f"/api/clips/{job_id}"))
 

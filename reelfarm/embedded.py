@@ -9,15 +9,14 @@ import os
 import threading
 import time
 
-import ray
 import uvicorn
 
 from control_plane.main import create_app
 from reelfarm.migrate import open_database
+from reelfarm.node_process import NodeProcess, local_node_settings
 from reelfarm.nodes import live_node_count
 from reelfarm.quiet import quiet_env
 from reelfarm.settings import Settings
-from render_nodes.actor import RENDER_SLOT, RenderNode, start_render_nodes
 from scheduler.server import SchedulerServer
 
 log = logging.getLogger(__name__)
@@ -28,8 +27,16 @@ def init_local_ray(node_count: int, attempts: int = 3, *, verbose: bool = False,
 
     `address="local"` always starts a new instance: without it `ray.init` joins whatever
     cluster a `ray start` (or a crashed run) left in `<ray temp dir>/ray_current_cluster`,
-    and then refuses our `num_cpus`. Retried on Ray's start-up timeouts: on a busy 2-core
-    machine its raylet or GCS has been seen to miss Ray's fixed start-up window."""
+    and then refuses our `num_cpus`. Retried on Ray's start-up timeouts: Ray waits a fixed 30 s
+    (hard-coded in ray/_private/node.py) for its raylet to register with its GCS, and on a
+    crowded 2-core machine a start has been seen to miss it. Not reproduced since: with the
+    page cache dropped, with Ray's fixed dashboard-agent port taken, and with the CPUs 3x
+    oversubscribed a start took 2.7-10 s (bench/RESULTS.md). `serve` alone uses this now;
+    `render` runs its node without Ray."""
+    import ray
+
+    from render_nodes.actor import RENDER_SLOT
+
     if ray.is_initialized():
         return
     if not verbose:
@@ -59,22 +66,26 @@ def init_local_ray(node_count: int, attempts: int = 3, *, verbose: bool = False,
 class EmbeddedStack:
     """API + scheduler + render nodes in one process tree.
 
-    `use_ray=False` runs the nodes in this process (the same RenderNode, still reached over
-    gRPC by the scheduler) instead of as actors of a local Ray: a one-shot render then pays
-    neither Ray's start (~4 s here) nor its shutdown (~1.5 s). `timings` holds when each
-    part was up, in seconds from `start()`."""
+    `use_ray=False` runs each node in a child process of its own (reelfarm/node_process.py:
+    the same RenderNode, reached over gRPC by the scheduler) instead of as an actor of a local
+    Ray: a one-shot render then pays neither Ray's start (~4 s here) nor its shutdown (~1.5 s).
+    `node_processes` may be started early by the caller, so their imports overlap its own.
+    `deliver_webhooks=False` (a one-shot render, whose jobs have no webhook) leaves the outbox's
+    polling workers off.
+    `timings` holds when each part was up, in seconds from `start()`."""
 
     def __init__(self, settings: Settings, *, nodes: int = 1, host: str = "127.0.0.1", port: int = 8000,
-                 ray_log_to_driver: bool = True, use_ray: bool = True, verbose: bool = True) -> None:
-        # Nodes on this machine listen on loopback only.
-        self.settings = settings.model_copy(update={"node_host": settings.node_host or "127.0.0.1"})
+                 ray_log_to_driver: bool = True, use_ray: bool = True, verbose: bool = True,
+                 node_processes: list[NodeProcess] | None = None, deliver_webhooks: bool = True) -> None:
+        self.settings = local_node_settings(settings)
         self.node_count = nodes
         self.host, self.port = host, port
         self.ray_log_to_driver = ray_log_to_driver
         self.use_ray, self.verbose = use_ray, verbose
         self.scheduler: SchedulerServer | None = None
         self.nodes: list = []
-        self.local_nodes: list[RenderNode] = []
+        self.node_processes: list[NodeProcess] = list(node_processes or [])
+        self.deliver_webhooks = deliver_webhooks
         self.timings: dict[str, float] = {}
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -89,7 +100,10 @@ class EmbeddedStack:
 
     def start(self) -> "EmbeddedStack":
         self._t0 = time.monotonic()
-        self._owns_ray = self.use_ray and not ray.is_initialized()
+        if self.use_ray:
+            import ray  # only here: the in-process path never loads Ray (~0.35 s of a one-shot render)
+
+            self._owns_ray = not ray.is_initialized()
         try:
             if self.use_ray:
                 # Ray's start is mostly waiting on its own processes: the database, the scheduler and
@@ -104,9 +118,13 @@ class EmbeddedStack:
                 finally:
                     services.shutdown()
                 up.result()
+                from render_nodes.actor import start_render_nodes
+
                 self.nodes = start_render_nodes(self.settings, self.scheduler.address, self.node_count,
                                                 name_prefix=f"embedded-{os.getpid()}")
             else:
+                self.node_processes += [NodeProcess(i, self.settings, verbose=self.verbose)
+                                        for i in range(len(self.node_processes), self.node_count)]
                 self._start_services(local_nodes=True)
             self._wait_for_nodes()
             self._mark("nodes")
@@ -120,32 +138,20 @@ class EmbeddedStack:
         self.scheduler = SchedulerServer(self.settings, listen="127.0.0.1:0",
                                          session_factory=self.session_factory).start()
         self._mark("scheduler")
-        if local_nodes:  # they register while the API starts
-            starter = threading.Thread(target=self._start_local_nodes, name="local-nodes", daemon=True)
-            starter.start()
+        for node in self.node_processes if local_nodes else []:  # they register while the API starts
+            node.connect(self.scheduler.address)
         self._start_api()
         self._mark("api")
-        if local_nodes:
-            starter.join()
-            if len(self.local_nodes) < self.node_count:
-                raise RuntimeError(f"render node did not start: {self._node_error}") from self._node_error
-
-    def _start_local_nodes(self) -> None:
-        self._node_error = None
-        try:
-            prefix = f"embedded-{os.getpid()}"
-            settings = self.settings.model_dump(mode="json")
-            for i in range(self.node_count):
-                self.local_nodes.append(RenderNode(f"{prefix}-{i}", settings, self.scheduler.address))
-        except Exception as exc:  # noqa: BLE001 - start() raises it
-            self._node_error = exc
+        for node in self.node_processes if local_nodes else []:
+            node.wait_ready()
 
     def _start_api(self) -> None:
         app = create_app(self.settings, session_factory=self.session_factory,
                          job_listener=lambda _job_id: self.scheduler.core.notify())
         self.app = app
         app.state.downloads.start()  # uvicorn runs without lifespan here: start URL downloads ourselves
-        app.state.webhooks.start()  # and the webhook delivery workers
+        if self.deliver_webhooks:
+            app.state.webhooks.start()  # and the webhook delivery workers, which poll the outbox
         self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
                                                      lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
@@ -171,11 +177,17 @@ class EmbeddedStack:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        if self._server and self._thread:
+        # The API and the node processes are told first and waited for after: they wind down together.
+        if self._server:
             self._server.should_exit = True
+        for node in self.node_processes:
+            node.stop()
+        if self._server and self._thread:
             self._thread.join(timeout=10)
             self.app.state.downloads.shutdown()
             self.app.state.webhooks.shutdown()
+        if self.nodes or self._owns_ray:
+            import ray
         for handle in self.nodes:
             try:
                 ray.get(handle.shutdown.remote(), timeout=10)
@@ -183,12 +195,9 @@ class EmbeddedStack:
                 pass
             ray.kill(handle, no_restart=True)
         self.nodes = []
-        for node in self.local_nodes:
-            try:
-                node.shutdown()
-            except Exception:
-                log.exception("could not stop render node %s", node.core.node_id)
-        self.local_nodes = []
+        for node in self.node_processes:
+            node.wait()
+        self.node_processes = []
         if self.scheduler:
             self.scheduler.stop()
         if self._owns_ray:

@@ -5,8 +5,12 @@ Ray's own processes inherit it."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import sys
+from collections.abc import Iterator
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",  # no usage-stats reporting thread and its notice
@@ -21,3 +25,28 @@ def quiet_env() -> None:
         os.environ.setdefault(name, value)
     # Ray's token-auth notice and "Started a local Ray instance." come through its "ray" logger.
     logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def native_notices_silenced() -> Iterator[None]:
+    """Point stdout and stderr (fds 1 and 2) at /dev/null around one call into a native library whose start-up notice no
+    setting turns off (TFLite's "Created TensorFlow Lite XNNPACK delegate for CPU."), unless
+    logging shows INFO (`--verbose`). Whatever else writes to them in that moment is lost
+    too: keep it to the one call."""
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)  # what the library left in C's stdio buffers goes to /dev/null too
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)

@@ -12,8 +12,6 @@ import logging
 import os
 import socket
 
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from grpc_health.v1 import health
 
 from reelfarm.settings import Settings
@@ -32,10 +30,11 @@ RENDER_SLOT = "render_slot"
 class RenderNode:
     """The actor body; also usable in-process (tests, benchmarks)."""
 
-    def __init__(self, node_id: str, settings: dict, scheduler_address: str, metrics_port: int = 0,
+    def __init__(self, node_id: str, settings: dict, scheduler_address: str | None, metrics_port: int = 0,
                  grpc_port: int = 0) -> None:  # fmt: skip
         """`metrics_port`: where this process serves the node's /metrics (render_nodes/metrics.py); 0: nowhere.
-        `grpc_port`: the node's gRPC port; 0: any free port."""
+        `grpc_port`: the node's gRPC port; 0: any free port. `scheduler_address` None: the node serves
+        but registers only on `connect` (render_nodes/process.py starts before its scheduler does)."""
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         self.settings = Settings.model_validate(settings)  # the launcher's, as start_render_nodes sent them
         work_dir = self.settings.resolved_work_dir / node_id
@@ -58,7 +57,7 @@ class RenderNode:
         )
         self.core = NodeCore(
             node_id,
-            link=SchedulerLink(scheduler_address, self.settings),
+            link=None,
             capabilities=capabilities,
             executor=run_task,
             executor_kwargs={
@@ -77,6 +76,13 @@ class RenderNode:
         self.server, self.address = serve_node(self.core, host, grpc_port, settings=self.settings,
                                                health_servicer=self.health)  # fmt: skip
         self.metrics_server = node_metrics.serve(host, metrics_port)
+        if scheduler_address is not None:
+            self.connect(scheduler_address)
+
+    def connect(self, scheduler_address: str) -> None:
+        """Register with the scheduler at `scheduler_address` (retrying until it answers) and heartbeat."""
+        self.core.link = SchedulerLink(scheduler_address, self.settings)
+        self.core.start(self.address)
 
     def info(self) -> dict:
         return {"node_id": self.core.node_id, "address": self.address, "pid": os.getpid(),
@@ -95,6 +101,8 @@ class RenderNode:
 
 def _node_ip() -> str:
     try:
+        import ray
+
         return ray.util.get_node_ip_address()
     except Exception:
         return socket.gethostbyname(socket.gethostname())
@@ -134,6 +142,9 @@ def start_render_nodes(settings: Settings, scheduler_address: str, count: int, n
     """
     # The launching process's pid too: two `reelfarm node` processes on one machine (or a restarted
     # one) must not register under one node id, or the scheduler takes one for a restart of the other.
+    import ray  # here, not at the top: an in-process node (`reelfarm render`) never loads Ray (~0.35 s)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     prefix = name_prefix or f"{socket.gethostname()}-{os.getpid()}-node"
     resources = ray.cluster_resources()
     placement = actor_placement(resources, settings.node_placement)

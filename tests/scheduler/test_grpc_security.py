@@ -119,6 +119,7 @@ def test_scheduler_and_node_talk_over_mtls_and_refuse_clients_without_a_good_cer
     core = NodeCore("tls-node", link=SchedulerLink(server.address, node_settings), capabilities=CAPABILITIES,
                     executor=lambda **_: None)
     node_server, node_address = serve_node(core, "127.0.0.1", settings=node_settings)
+    core.start(node_address)
     try:
         # node -> scheduler: the node registers (the scheduler publishes it as live).
         deadline = time.monotonic() + 20
