@@ -98,6 +98,7 @@ class Farm:
         self.node_ids: dict[str, str] = {}  # node id -> the name of the node process that started it
         self.engine = None
         self.timings: dict[str, float] = {}
+        self.ray_token = uuid.uuid4().hex + uuid.uuid4().hex
 
     # ---------------------------------------------------------------- start
 
@@ -145,7 +146,12 @@ class Farm:
         return path
 
     def _ray_env(self) -> dict[str, str]:
-        return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+        """Ray with token auth on, as the README's Deploying section runs it: `ray start` and every
+        process that joins (`reelfarm node`) get the same RAY_AUTH_TOKEN; nothing from ~/.ray."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        return {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.ray_token,
+                "RAY_AUTH_TOKEN_PATH": str(self.base / "no-token-file"), "RAY_USAGE_STATS_ENABLED": "0",
+                "PYTHONUNBUFFERED": "1"}  # fmt: skip
 
     def env(self, name: str, **extra: str) -> dict[str, str]:
         """A process's whole configuration: REELFARM_* variables (no flags), its own data dir."""
@@ -359,6 +365,25 @@ def check_clips(client: ReelFarmClient, farm: Farm, job_id: str, tmp_path: Path)
 
 
 # ---------------------------------------------------------------- scenarios
+
+
+def test_ray_token_auth_lets_in_the_nodes_and_no_one_else(farm):
+    """The nodes joined with the token (they are live); a process with a wrong token is refused."""
+    assert len(farm.live_nodes()) == 2
+    join = ("import ray, sys\n"
+            "try:\n"
+            f"    ray.init(address={farm.ray.address!r})\n"
+            "except Exception as exc:\n"
+            "    print('REFUSED', type(exc).__name__, exc)\n"
+            "    sys.exit(3)\n"
+            "print('JOINED', ray.cluster_resources().get('CPU'))\n")  # fmt: skip
+    wrong = farm._ray_env() | {"RAY_AUTH_TOKEN": "not-" + farm.ray_token}
+    refused = subprocess.run([str(VENV_BIN / "python"), "-c", join], env=wrong, capture_output=True, text=True,
+                             timeout=120, check=False)  # fmt: skip
+    assert refused.returncode == 3 and "REFUSED" in refused.stdout, (refused.stdout, refused.stderr[-2000:])
+    joined = subprocess.run([str(VENV_BIN / "python"), "-c", join], env=farm._ray_env(), capture_output=True,
+                            text=True, timeout=120, check=False)  # fmt: skip
+    assert joined.returncode == 0 and "JOINED" in joined.stdout, (joined.stdout, joined.stderr[-2000:])
 
 
 def test_job_end_to_end_across_processes(farm, client, source, tmp_path):
