@@ -31,6 +31,7 @@ class JobStage(StrEnum):
     transcribing = "transcribing"
     analyzing = "analyzing"
     selecting = "selecting"  # the scheduler picks the moments (analysis/selection.py)
+    styling = "styling"  # the source's Style DNA is extracted (analysis/style/)
     rendering = "rendering"
 
 
@@ -40,13 +41,15 @@ class TaskKind(StrEnum):
     transcribe = "transcribe"  # words, voice activity, loudness, voice features of a part of the source
     analyze = "analyze"  # face presence over the source, from keyframes
     render = "render"  # one clip
+    style = "style"  # the source's Style DNA (v1 jobs; once per source SHA-256)
 
 
 # The order a job's tasks run in, and are listed in: finding the moments, then the clips.
-TASK_KIND_ORDER: tuple[TaskKind, ...] = (TaskKind.transcribe, TaskKind.analyze, TaskKind.render)
+TASK_KIND_ORDER: tuple[TaskKind, ...] = (TaskKind.style, TaskKind.transcribe, TaskKind.analyze, TaskKind.render)
+# What moment selection waits for (a style task runs beside them and the renders).
 ANALYSIS_KINDS = frozenset({TaskKind.transcribe, TaskKind.analyze})
 STAGE_OF_KIND = {TaskKind.transcribe: JobStage.transcribing, TaskKind.analyze: JobStage.analyzing,
-                 TaskKind.render: JobStage.rendering}  # fmt: skip
+                 TaskKind.render: JobStage.rendering, TaskKind.style: JobStage.styling}  # fmt: skip
 # Jobs the scheduler or the downloader may still change; the rest are final.
 ACTIVE_JOB_STATUSES = (JobStatus.queued, JobStatus.downloading, JobStatus.processing)
 

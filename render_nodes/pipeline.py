@@ -50,6 +50,7 @@ from render_nodes.reframe import (
 from render_nodes.scan import FrameAnalyser, SourceScan, open_video
 
 if TYPE_CHECKING:
+    from analysis.style.apply import AppliedFilters
     from render_nodes.faces import FaceDetector
 
 ENCODERS = ("libx264", "h264_nvenc")
@@ -94,6 +95,9 @@ class RenderRequest:
     hwaccel: str | None = None  # "cuda" where the node has NVDEC
     # Decoded frames waiting for their shot to be planned: ~5 s of 1080p30 in 512 MiB.
     frame_buffer_mb: int = 512
+    # A Style DNA's filters (analysis/style/apply.py): colour before the scale, the audio chain
+    # instead of the default loudness normalisation, the output frame rate.
+    style: AppliedFilters | None = None
 
 
 @dataclass
@@ -121,8 +125,12 @@ def _finish_filters(req: RenderRequest, captions: str | None) -> str:
     """Scale to the output size and burn captions in; `captions` is a file name in
     ffmpeg's working directory (plain names need no filtergraph escaping)."""
     graph = f"scale={req.output_width}:{req.output_height},setsar=1"
+    if req.style is not None and req.style.video:
+        graph = f"{req.style.video},{graph}"  # on the crop, before it is scaled up: fewer pixels
     if captions:
         graph += f",{ass_filter(captions)}"
+    if req.style is not None and req.style.frame_rate:
+        graph += f",fps={req.style.frame_rate:g}"
     return graph + ",format=yuv420p"
 
 
@@ -132,7 +140,8 @@ def _audio_args(req: RenderRequest, source: MediaInfo, start: float, duration: f
     if not source.has_audio:
         return [], []
     inputs = ["-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", str(req.source_path.resolve())] if index else []
-    return inputs, ["-map", f"{index}:a:0", "-af", _LOUDNORM, "-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
+    chain = req.style.audio if req.style is not None and req.style.audio else _LOUDNORM
+    return inputs, ["-map", f"{index}:a:0", "-af", chain, "-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
 
 
 def render_clip(
@@ -386,7 +395,10 @@ class _StreamingRender(_Render):
             ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{self.crop_w}x{self.crop_h}",
              "-framerate", f"{self.rate.numerator}/{self.rate.denominator}", "-i", "pipe:0", *audio_in,
              "-filter_complex", f"[0:v]{_finish_filters(req, self.captions)}[v]", "-map", "[v]", *audio_out,
-             "-frames:v", str(self.total), *_video_args(req), "-movflags", "+faststart",
+             # A style's frame rate changes the count: then the clip's length bounds it.
+             *(["-t", f"{self.duration:.3f}"] if req.style is not None and req.style.frame_rate
+               else ["-frames:v", str(self.total)]),
+             *_video_args(req), "-movflags", "+faststart",
              str(self.clip_path.resolve())],
             cwd=req.work_dir,
             # Cropped frames queue here while decoding goes on (up to half the buffer's

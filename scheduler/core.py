@@ -25,13 +25,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from analysis.llm import LlmConfig
 from reelfarm import nodes as node_rows
 from reelfarm.database import new_id, session_scope, utcnow
 from reelfarm.job_lifecycle import finish_job
-from reelfarm.models import Artifact, Clip, Job, Task, Video
+from reelfarm.models import Artifact, Clip, Job, SourceStyle, Task, Video
 from reelfarm.options import ProcessOptions
 from reelfarm.states import (
     ACTIVE_JOB_STATUSES,
@@ -61,15 +61,29 @@ NO_SPEECH = "no speech found"
 ANALYSIS_SHARE = 30.0
 # What a task failure says it was, in the job's error.
 TASK_DESCRIPTION = {TaskKind.render: "clip {index}", TaskKind.transcribe: "transcription of part {index}",
-                    TaskKind.analyze: "face analysis"}  # fmt: skip
+                    TaskKind.analyze: "face analysis", TaskKind.style: "style extraction"}  # fmt: skip
 
 
 def analysis_stage(tasks: list) -> JobStage:
-    """The job stage while it is being analysed: transcribing, then analyzing, then selecting."""
-    for kind in (TaskKind.transcribe, TaskKind.analyze):
+    """The job stage while it is being analysed: transcribing, then analyzing, then the styles it
+    applies, then selecting."""
+    for kind in (TaskKind.transcribe, TaskKind.analyze, TaskKind.style):
         if any(t.kind == kind and t.state != TaskState.completed for t in tasks):
             return STAGE_OF_KIND[kind]
     return JobStage.selecting
+
+
+def _style_of(job: Job) -> dict | None:
+    """The style a job applies (control_plane/styles/service.py keeps it in its render settings)."""
+    return (job.render_settings or {}).get("style")
+
+
+def applied_style(base: dict, inline: dict) -> dict:
+    """`base` DNA with an inline document's fields over it (its objects merged field by field)."""
+    merged = dict(base)
+    for key, value in inline.items():
+        merged[key] = {**(merged.get(key) or {}), **value} if isinstance(value, dict) else value
+    return merged
 
 
 class NodeClient(Protocol):
@@ -270,22 +284,43 @@ class SchedulerCore:
                 select(Job).where(Job.planned.is_(False), Job.status == JobStatus.queued).limit(500)
             ).all()
             videos = {v.id: v for v in s.scalars(select(Video).where(Video.id.in_({j.video_id for j in jobs})))}
+            # v1 jobs report their source's Style DNA, and a job that applies a template needs the
+            # template's: each extracted once per SHA-256, beside the job's other tasks.
+            template_ids = {(_style_of(j) or {}).get("template_video_id") for j in jobs} - {None}
+            templates = {v.id: v for v in s.scalars(select(Video).where(Video.id.in_(template_ids)))} if template_ids else {}
+            wanted = {videos[j.video_id].sha256 for j in jobs if j.api == "v1" or _style_of(j)}
+            wanted |= {t.sha256 for t in templates.values()}
+            styled = set(s.scalars(select(SourceStyle.source_sha256).where(SourceStyle.source_sha256.in_(wanted))))
             rows = []
             for job in jobs:
                 video, options = videos[job.video_id], ProcessOptions.from_job(job.options)
                 job.planned = True
+                style = _style_of(job)
+                sources = [video]
+                if style and (template := templates.get(style.get("template_video_id", ""))) is not None:
+                    sources.append(template)
+                missing = {v.sha256: v for v in sources if v.sha256 not in styled and (job.api == "v1" or style)}
+                rows += [self._style_row(job, v, index) for index, v in enumerate(missing.values(), start=1)]
+                if style and missing:
+                    # The clips are planned once the DNA is in (_refresh_jobs -> selection).
+                    job.render_settings = {**(job.render_settings or {}), "awaiting_style": True}
+                    if options.needs_transcript:
+                        rows += self._analysis_rows(job, video, options)
+                    continue
                 if options.needs_transcript:
                     rows += self._analysis_rows(job, video, options)
                     continue
-                rows.append(self._render_row(job, video, options, planner.full_clip(video.duration_seconds, options)))
+                rows.append(self._render_row(job, video, options, planner.full_clip(video.duration_seconds, options),
+                                             style=self._style_for(s, job, video)))  # fmt: skip
                 job.render_settings = {**(job.render_settings or {}), "selection": "full"}
             if rows:  # one executemany: ORM unit-of-work inserts cost ~0.3 ms a row
                 s.execute(insert(Task), rows)
             return len(jobs)
 
     def _render_row(self, job: Job, video: Video, options: ProcessOptions, clip: planner.PlannedClip, *, keep=None,
-                    plan=None, words=None) -> dict:  # fmt: skip
-        spec = planner.render_spec(job=job, video=video, options=options, clip=clip, words=words, keep=keep)
+                    plan=None, words=None, style: dict | None = None) -> dict:  # fmt: skip
+        spec = planner.render_spec(job=job, video=video, options=options, clip=clip, words=words, keep=keep,
+                                   style=style)  # fmt: skip
         return {
             "id": new_id("task_"),
             "job_id": job.id,
@@ -294,6 +329,31 @@ class SchedulerCore:
             "spec": spec,
             "plan": plan,
             "required_encoders": planner.required_encoders(spec["encoder_preference"]),
+            "max_attempts": self.config.max_attempts,
+        }
+
+    @staticmethod
+    def _style_for(s: Session, job: Job, video: Video) -> dict | None:
+        """What a job's clips apply: {"target": DNA, "source": DNA, "aspect_from_template"}; None: nothing."""
+        style = _style_of(job)
+        if not style:
+            return None
+        source = s.get(SourceStyle, video.sha256)
+        template = s.get(SourceStyle, style["template_sha256"]) if style.get("template_sha256") else None
+        if source is None or (style.get("template_sha256") and template is None):
+            raise RuntimeError(f"job {job.id}: a Style DNA it applies is not extracted")
+        return {"target": applied_style(template.dna if template else source.dna, style.get("inline") or {}),
+                "source": source.dna, "aspect_from_template": bool(style.get("aspect_from_template"))}
+
+    def _style_row(self, job: Job, video: Video, index: int = 1) -> dict:
+        return {
+            "id": new_id("task_"),
+            "job_id": job.id,
+            "kind": TaskKind.style,
+            "task_index": index,
+            "spec": planner.analysis_spec(video=video, start=0.0, end=video.duration_seconds,
+                                          transcriber=self.config.transcriber),  # fmt: skip
+            "required_encoders": [],
             "max_attempts": self.config.max_attempts,
         }
 
@@ -376,12 +436,15 @@ class SchedulerCore:
             if s.scalar(select(Task.id).where(Task.job_id == job_id, Task.kind == TaskKind.render).limit(1)):
                 return 0
             video, options = s.get(Video, job.video_id), ProcessOptions.from_job(job.options)
+            style = self._style_for(s, job, video)
             rows = [
                 self._render_row(job, video, options, planner.PlannedClip(c.index, c.start, c.end), keep=c.keep,
-                                 words=c.words,
+                                 words=c.words, style=style,
                                  plan={"score": c.score, "transcript": c.transcript, "metadata": c.metadata})
                 for c in chosen
             ]  # fmt: skip
+            if style is not None:
+                job.render_settings = {**(job.render_settings or {}), "applied_style": style["target"]}
             s.execute(insert(Task), rows)
             job.planned = True
             if job.status == JobStatus.processing:
@@ -697,6 +760,8 @@ class SchedulerCore:
             return False
         task.result = item.result
         task.progress_percent, task.stage, task.message = 100.0, "done", None
+        if task.kind == TaskKind.style:
+            self._keep_style(task, item.result)
         if task.kind != TaskKind.render:
             return True
         spec, result, plan = task.spec, item.result, task.plan or {}
@@ -732,6 +797,16 @@ class SchedulerCore:
                 }
             )
         return True
+
+    @staticmethod
+    def _keep_style(task: Task, result: dict) -> None:
+        """The source's DNA, kept by its SHA-256 (another job of the same source may have kept it first)."""
+        sha256, dna = task.spec.get("source_sha256"), (result or {}).get("style_json")
+        if not sha256 or not dna:
+            return
+        session = object_session(task)
+        if session.get(SourceStyle, sha256) is None:
+            session.add(SourceStyle(source_sha256=sha256, dna=dna))
 
     def fail_task(self, task_id: str, lease_id: str, reason: str, retryable: bool) -> bool:
         if retryable:
@@ -807,15 +882,22 @@ class SchedulerCore:
             if not tasks:
                 continue
             renders = [t for t in tasks if t.kind == TaskKind.render]
-            analysis = [t for t in tasks if t.kind in ANALYSIS_KINDS]
+            awaiting_style = (job.render_settings or {}).get("awaiting_style")
+            analysis = [t for t in tasks if t.kind in ANALYSIS_KINDS or (awaiting_style and t.kind == TaskKind.style)]
+            finding = [t for t in tasks if t.kind != TaskKind.render]  # what is found before or beside the renders
 
             def done(group: list[Task]) -> float:
                 return sum(100.0 if t.state == TaskState.completed else t.progress_percent for t in group) / len(group)
 
-            share = ANALYSIS_SHARE if analysis else 0.0
-            found = done(analysis) if analysis else 100.0
+            share = ANALYSIS_SHARE if finding else 0.0
+            found = done(finding) if finding else 100.0
             rendered = done(renders) if renders else 0.0
             job.progress_percent = round(share * found / 100.0 + (100.0 - share) * rendered / 100.0, 1)
+            if renders and job.status == JobStatus.processing:
+                # Rendering once a clip is under way; until then a style task may be what runs.
+                styling = any(t.kind == TaskKind.style and t.state != TaskState.completed for t in tasks)
+                started = any(t.state != TaskState.pending for t in renders)
+                job.stage = JobStage.styling if styling and not started else JobStage.rendering
             if not renders:
                 if job.status == JobStatus.processing:
                     stage = analysis_stage(analysis)

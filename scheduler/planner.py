@@ -7,13 +7,17 @@ analysis/selection.py has picked the clips, one render task per clip.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from typing import get_args
 
 from reelfarm import transcript
 from reelfarm.geometry import output_size
-from reelfarm.options import ProcessOptions
+from reelfarm.options import AspectRatio, ProcessOptions
 from reelfarm.transcript import Word
+
+OUTPUT_ASPECTS = frozenset(get_args(AspectRatio))
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,18 @@ def analysis_spec(*, video, start: float, end: float, transcriber: str, language
 
 
 def render_spec(*, job, video, options: ProcessOptions, clip: PlannedClip, words: list[Word] | None = None,
-                keep: list[tuple[float, float]] | None = None) -> dict:  # fmt: skip
+                keep: list[tuple[float, float]] | None = None, style: dict | None = None) -> dict:  # fmt: skip
     """The RenderSpec (proto field names) for one clip of a job.
 
     `words`: the clip's captions (source seconds); by default the words given with the job.
+    `style`: the Style DNA to apply ({"target", "source", "aspect_from_template"}); the target's
+    aspect ratio replaces the job's when the job did not ask for one and it is an output shape.
     """
     settings = job.render_settings or {}
-    width, height = output_size(options.aspectRatio, settings.get("output_height"))
+    aspect = options.aspectRatio
+    if style and style.get("aspect_from_template") and style["target"].get("aspect_ratio") in OUTPUT_ASPECTS:
+        aspect = style["target"]["aspect_ratio"]
+    width, height = output_size(aspect, settings.get("output_height"))
     if words is None:
         words = transcript.overlapping(options.supplied_words(), clip.start_seconds, clip.end_seconds)
     return {
@@ -85,7 +94,7 @@ def render_spec(*, job, video, options: ProcessOptions, clip: PlannedClip, words
         "clip_index": clip.index,
         "start_seconds": clip.start_seconds,
         "end_seconds": clip.end_seconds,
-        "aspect_ratio": options.aspectRatio,
+        "aspect_ratio": aspect,
         "output_width": width,
         "output_height": height,
         "encoder_preference": settings.get("encoder", "auto"),
@@ -94,6 +103,7 @@ def render_spec(*, job, video, options: ProcessOptions, clip: PlannedClip, words
         "words": transcript.to_caption_fields(words),
         "two_faces": settings.get("two_faces", "pad"),
         "keep": [{"start_seconds": a, "end_seconds": b} for a, b in keep or []],
+        "style_json": json.dumps({"target": style["target"], "source": style["source"]}) if style else "",
     }
 
 

@@ -20,6 +20,7 @@ from reelfarm.states import JobStage
 #   transcribing -> audio_analysis     speech, loudness and voice features of the audio
 #   analyzing    -> motion_analysis    faces and subjects over the frames
 #   selecting    -> style_extraction   the moments (and their titles) are picked from what was found
+#   styling      -> style_extraction   the source's Style DNA is extracted (a v1 job's `style` task)
 #   rendering    -> rendering          each clip is reframed, captioned and encoded
 # `style_application` has no stage of ours: reframing and captions are applied inside the render
 # pass, so it is never reported (003's list is an order, not a promise that every stage is seen).
@@ -28,7 +29,7 @@ V1_STAGES = ("video_analysis", "audio_analysis", "motion_analysis", "style_extra
              "rendering")
 V1_STAGE_OF = {JobStage.downloading: "video_analysis", JobStage.transcribing: "audio_analysis",
                JobStage.analyzing: "motion_analysis", JobStage.selecting: "style_extraction",
-               JobStage.rendering: "rendering"}  # fmt: skip
+               JobStage.styling: "style_extraction", JobStage.rendering: "rendering"}  # fmt: skip
 
 
 def v1_stage(stage: str | None) -> str | None:

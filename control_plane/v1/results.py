@@ -6,10 +6,19 @@ from sqlalchemy.orm import Session
 
 from control_plane.clips import service as clips
 from reelfarm.models.jobs import Job
+from reelfarm.models.styles import SourceStyle
+from reelfarm.models.videos import Video
 from reelfarm.states import JobStatus
 
 # The clip fields that hold a URL of this API (relative: /api/clips/...).
 _URL_FIELDS = ("downloadUrl", "posterUrl", "captionsUrl")
+
+
+def source_style(*, session: Session, video_id: str | None) -> dict | None:
+    """The Style DNA of a video's source (kept by SHA-256), or None while it is not extracted."""
+    video = session.get(Video, video_id) if video_id else None
+    row = session.get(SourceStyle, video.sha256) if video is not None else None
+    return row.dna if row is not None else None
 
 
 def job_result(*, session: Session, job: Job, base_url: str | None = None) -> dict:
@@ -33,9 +42,11 @@ def job_result(*, session: Session, job: Job, base_url: str | None = None) -> di
         "processing_time_seconds": round((job.completed_at - job.created_at).total_seconds(), 3)
         if job.completed_at else None,
         "clips": clip_list,
-        # Style DNA arrives with its own issue: no style was extracted for this job.
-        "style_json": None,
+        # The source's Style DNA (docs/style-dna.md), once its `style` task has run.
+        "style_json": source_style(session=session, video_id=job.video_id),
     }
+    if (applied := (job.render_settings or {}).get("applied_style")) is not None:
+        data["applied_style_json"] = applied  # the template (and inline fields) the clips were given
     if not completed:
         data["error"] = job.error
     return data

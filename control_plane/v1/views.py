@@ -28,6 +28,7 @@ from control_plane.jobs import service, shapes
 from control_plane.jobs.events import job_updates
 from control_plane.jobs.pipeline import PipelineReady
 from control_plane.jobs.schemas import parse_options
+from control_plane.styles import service as styles
 from control_plane.v1 import results
 from control_plane.videos import service as videos
 from control_plane.webhooks import service as webhooks
@@ -65,15 +66,25 @@ class NewJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     video_id: str = Field(max_length=64)
-    config: dict = Field(default_factory=dict, description="ProcessOptions fields, plus quality")
+    config: dict = Field(default_factory=dict,
+                         description="ProcessOptions fields, plus quality and style (an inline Style DNA to apply)")
     webhook_url: str | None = Field(None, max_length=2000)
+    template_video_id: str | None = Field(None, max_length=64,
+                                          description="Apply this uploaded video's Style DNA (docs/style-dna.md)")
 
 
 @router.post("/videos/upload", summary="Upload a video (multipart `file`); returns its ffprobe metadata")
 async def upload_video(request: Request, account: UploadsAccount, session: SessionDep, settings: SettingsDep,
                        storage: StorageDep):
+    def check_fields(fields: dict[str, str]):  # before the file is stored: a bad template keeps nothing
+        return styles.template_video(session=session, account=account, video_id=fields.get("template_video_id"),
+                                     field="template_video_id")  # fmt: skip
+
     received = await videos.receive_video(request, session=session, account=account, settings=settings,
-                                          storage=storage, file_field="file", missing_message="file required")  # fmt: skip
+                                          storage=storage, file_field="file", missing_message="file required",
+                                          check_fields=check_fields)  # fmt: skip
+    if received.checked is not None:
+        received.video.template_video_id = received.checked.id
     session.commit()
     return envelope.ok("Video uploaded successfully", _video_data(received.video, request))
 
@@ -95,6 +106,16 @@ def get_video_file(video_id: str, request: Request, account: JobsReadAccount, se
                                                               "application/octet-stream"))  # fmt: skip
 
 
+@router.get("/videos/{video_id}/style", summary="The video's Style DNA (extracted by its v1 jobs; 409 until then)")
+def get_video_style(video_id: str, account: JobsReadAccount, session: SessionDep):
+    video = videos.get_video(session=session, account=account, video_id=video_id)  # 404 for another account's
+    dna = results.source_style(session=session, video_id=video.id)
+    if dna is None:
+        raise ApiError(409, "style not extracted yet: it is extracted by the video's first v1 job "
+                            "(POST /api/v1/jobs)")  # fmt: skip
+    return envelope.ok("Style retrieved", {"video_id": video.id, "style_json": dna})
+
+
 @router.post("/jobs", summary="Create a processing job for an uploaded video")
 def create_job(body: NewJob, request: Request, account: JobsWriteAccount, _pipeline: PipelineReady, session: SessionDep,
                settings: SettingsDep):
@@ -103,10 +124,17 @@ def create_job(body: NewJob, request: Request, account: JobsWriteAccount, _pipel
     quality = config.pop("quality", None)
     if quality is not None and quality not in QUALITY_PRESETS:
         raise ApiError(400, f"config.quality: must be one of {list(QUALITY_PRESETS)}")
+    inline = styles.inline_style(config.pop("style", None))
     options = parse_options(config)
     if body.webhook_url is not None:
         webhooks.check_webhook_url(body.webhook_url, settings=settings)  # 400 `webhook_url: ...`
+    template = styles.template_video(session=session, account=account, field="template_video_id",
+                                     video_id=body.template_video_id or video.template_video_id)  # fmt: skip
     overrides = {"x264_preset": QUALITY_PRESETS[quality]} if quality else {}
+    if (style := styles.style_request(template=template, inline=inline)) is not None:
+        # The template's shape unless the job asks for its own (docs/style-dna.md).
+        style["aspect_from_template"] = "aspectRatio" not in config
+        overrides["style"] = style
     job = service.create_job(session=session, account=account, video=video, options=options, settings=settings,
                              plans=request.app.state.plans, api="v1", webhook_url=body.webhook_url,
                              render_overrides=overrides)  # fmt: skip

@@ -30,5 +30,7 @@ class Video(Base):
     project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"), nullable=True,
                                                    index=True)  # fmt: skip
     status: Mapped[str] = mapped_column(String(20), default="uploaded", server_default="uploaded")
+    # A previously uploaded video whose Style DNA this one's jobs apply (v1 upload's template_video_id).
+    template_video_id: Mapped[str | None] = mapped_column(ForeignKey("videos.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -1,7 +1,8 @@
 """What a render node does with one task, whatever its kind (reelfarm.states.TaskKind).
 
 render (tasks/render.py) makes a clip's files; transcribe and analyze (tasks/transcribe.py,
-tasks/analyze.py) answer with JSON the scheduler's content analysis reads.
+tasks/analyze.py) answer with JSON the scheduler's content analysis reads; style
+(tasks/style.py) answers with the source's Style DNA.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def _run_task(task: dict, *, engines=None, **render_kwargs) -> TaskOutcome:
     elif kind == TaskKind.analyze:
         result = run_analyze_task(task, detector=render_kwargs.get("detector"), hwaccel=render_kwargs.get("hwaccel"),
                                   **common)  # fmt: skip
+    elif kind == TaskKind.style:
+        from render_nodes.tasks.style import run_style_task  # librosa and OpenCV load with the first style task
+
+        result = run_style_task(task, **common)
     else:
         raise TaskFailure(f"unknown task kind {kind!r}", retryable=False)
     return TaskOutcome(artifacts=[], result=result)

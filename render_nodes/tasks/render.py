@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+from analysis.style.apply import application_filters, parse_style
 from reelfarm import transcript
 from reelfarm.media import probe
 from reelfarm.storage import Storage
@@ -64,6 +65,11 @@ def run_render_task(
             if keep != whole:
                 words = splice.remap_words(words, keep)
                 start, end = 0.0, splice.kept_length(keep)
+        style = None
+        if (applied := parse_style(spec.get("style_json") or "")) is not None:
+            on_progress("style_application", 0.0)
+            with media_failures():
+                style = application_filters(source, start, end, *applied, source_frame_rate=probe(source).frame_rate)
         request = pipeline.RenderRequest(
             source_path=source,
             clip_index=int(spec["clip_index"]),
@@ -82,6 +88,7 @@ def run_render_task(
             sample_fps=sample_fps,
             frame_buffer_mb=frame_buffer_mb,
             hwaccel=hwaccel,
+            style=style,
         )
         began = time.monotonic()
         with media_failures():
@@ -103,6 +110,8 @@ def run_render_task(
             )
         on_progress("uploading", 100.0)
         info = dict(rendered.info)
+        if style is not None:
+            info["style_filters"] = style.as_json()
         if keep != whole:
             # The clip still spans [start, end] of the source; it lasts only what was kept.
             info.update(start_seconds=float(spec.get("start_seconds", 0.0)), end_seconds=float(spec["end_seconds"]),

@@ -88,6 +88,21 @@ def test_v1_upload_job_events_and_result(client, stack, sample_video):
                                 headers={"If-None-Match": manifest.headers["etag"]})  # fmt: skip
     assert unchanged.status_code == 304
 
+    # The source's Style DNA (003's style_json), also at GET /videos/{id}/style.
+    dna = data["style_json"]
+    assert dna["version"] == "1.0" and dna["aspect_ratio"] == "4:3" and dna["frame_rate"] == pytest.approx(25)
+    assert set(dna["color_grade"]) == {"temperature", "tint", "saturation", "contrast", "highlights", "shadows"}
+    assert dna["source_duration_seconds"] == pytest.approx(4.0, abs=0.1) and 0 < dna["extraction_confidence"] <= 1
+    style = _v1(client, "GET", f"/videos/{body['data']['video_id']}/style")
+    assert style.status_code == 200 and style.json()["data"]["style_json"] == dna
+    # Extracted once per source: a second job of the same video plans no style task.
+    again = _v1(client, "POST", "/jobs", json={"video_id": body["data"]["video_id"],
+                                                "config": {"mode": "none", "quality": "low"}}).json()["data"]  # fmt: skip
+    _wait_status(client, again["job_id"], {"completed"})
+    assert _v1(client, "GET", f"/jobs/{again['job_id']}/result").json()["data"]["style_json"] == dna
+    kinds = [t["kind"] for t in client.http.get(f"/api/jobs/{again['job_id']}").json().get("tasks", [])]
+    assert "style" not in kinds and "render" in kinds, kinds
+
 
 def test_v1_errors_use_the_envelope(client, stack, sample_video):
     missing = _v1(client, "GET", "/jobs/job_missing")
@@ -116,7 +131,9 @@ def test_cancel_stops_the_running_task_on_its_node(client, stack, tmp_path):
     # A slow preset and full HD output: the task is surely still running when cancelled.
     job = _v1(client, "POST", "/jobs", json={"video_id": video_id,
                                               "config": {"mode": "none", "quality": "high"}}).json()["data"]  # fmt: skip
-    assert _wait_status(client, job["job_id"], {"processing"})["current_stage"] == "rendering"
+    # A v1 job first has its source's Style DNA extracted (style_extraction), then renders.
+    wait_until(lambda: _v1(client, "GET", f"/jobs/{job['job_id']}").json()["data"]["current_stage"] == "rendering",
+               timeout=120, interval=0.1, what="the job to reach its render")  # fmt: skip
     node = stack.nodes[0]
     wait_until(lambda: ray.get(node.status.remote())["running"], timeout=60, interval=0.1,
                what="the task to start on the node")  # fmt: skip
