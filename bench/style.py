@@ -10,6 +10,12 @@ extraction has work: cuts, motion, colour, loudness, beats). Each round, on the 
     what a long-lived render node pays for every source after its first.
 Prints per round and the median ratios extraction / decode; target <= 1.5x (issue 17), warm.
 
+Then the styled render (--render-rounds, default 3): the whole source rendered to 1280x720
+(16:9, no reframing crop, no face detector: the static path) with a warm, saturated, loud
+target DNA applied (the colour fit on the clip's frames, the audio chain, in the one encode),
+against a bare ffmpeg encode of the same output (scale, libx264 veryfast crf 23, loudnorm AAC);
+target <= 1.15x.
+
 Run:  .venv/bin/python bench/style.py [--rounds 3] [--seconds 60]
 """
 
@@ -78,10 +84,46 @@ def extract_here(path: Path) -> dict:
     return {"imports": imported, "cold": t2 - t1, "warm": time.monotonic() - t2, "dna": dna.as_json()}
 
 
+TARGET_DNA = {"color_grade": {"temperature": 40, "tint": 5, "saturation": 35, "contrast": 20, "highlights": 5,
+                               "shadows": -5},
+              "audio_style": {"normalization_level": 0.8, "compression_ratio": 3.0, "bass_boost": 30,
+                              "enhance_speech": False}}  # fmt: skip
+
+
+def bare_encode(source: Path, out: Path) -> float:
+    t = time.monotonic()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-vf", "scale=1280:720,setsar=1,format=yuv420p",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-af", "loudnorm=I=-14:TP=-1.5:LRA=11",
+                    "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-movflags", "+faststart", str(out)],
+                   check=True)  # fmt: skip
+    return time.monotonic() - t
+
+
+def styled_render(source: Path, work: Path) -> tuple[float, float]:
+    """(seconds for the whole styled render, of which fitting the filters)."""
+    sys.path.insert(0, str(ROOT))
+    from analysis.style import audio
+    from analysis.style.apply import application_filters
+    from reelfarm.media import probe
+    from render_nodes import pipeline
+
+    t = time.monotonic()
+    info = probe(source)
+    own_audio, _ = audio.analyze_audio_file(source)
+    filters = application_filters(source, 0.0, info.duration_seconds, TARGET_DNA,
+                                  {"audio_style": own_audio.as_dict()}, source_frame_rate=info.frame_rate)  # fmt: skip
+    fitted = time.monotonic() - t
+    pipeline.render_clip(pipeline.RenderRequest(
+        source_path=source, clip_index=1, start_seconds=0.0, end_seconds=info.duration_seconds, aspect_ratio="16:9",
+        output_width=1280, output_height=720, encoder="libx264", work_dir=work, style=filters))  # fmt: skip
+    return time.monotonic() - t, fitted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--render-rounds", type=int, default=3)
     parser.add_argument("--extract", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.extract:
@@ -102,7 +144,18 @@ def main() -> None:
                   f"(x{colds[-1] / decode:.2f}; imports {extracted['imports']:.2f} s)  warm {warms[-1]:.2f} s "
                   f"(x{warms[-1] / decode:.2f})  [cuts/min {dna['cut_frequency']}, tempo {dna['tempo_bpm']}, "
                   f"transition {dna['primary_transition']['type']}]", flush=True)
+        bares, styled, fits = [], [], []
+        for r in range(args.render_rounds):
+            bares.append(bare_encode(source, Path(tmp) / f"bare{r}.mp4"))
+            took, fitted = styled_render(source, Path(tmp) / f"styled{r}")
+            styled.append(took)
+            fits.append(fitted)
+            print(f"render round {r + 1}: bare encode {bares[-1]:.2f} s  styled render {took:.2f} s "
+                  f"(fitting {fitted:.2f} s)  x{took / bares[-1]:.2f}", flush=True)
     med = statistics.median
+    if styled:
+        print(f"styled render: median x{med(s / b for s, b in zip(styled, bares, strict=True)):.2f} of the bare "
+              f"encode (fitting {med(fits):.2f} s; target <= 1.15)")
     per_minute = 60.0 / args.seconds
     print(f"median per source minute: plain decode {med(decodes) * per_minute:.2f} s, extraction cold "
           f"{med(colds) * per_minute:.2f} s (x{med(c / d for c, d in zip(colds, decodes, strict=True)):.2f}), "
