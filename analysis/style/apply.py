@@ -59,14 +59,8 @@ def application_filters(source_path: str | Path, start: float, end: float, targe
 
 
 def _clip_frames(source_path: str | Path, start: float, end: float):
-    """Up to FIT_MAX_FRAMES small frames spread over [start, end): the fit measures the clip itself."""
+    """Up to FIT_MAX_FRAMES small frames spread over [start, end): the fit measures the clip itself
+    (ffmpeg seeks to the clip: nothing before it is decoded)."""
     span = max(0.1, end - start)
-    fps = min(FIT_SAMPLE_FPS, FIT_MAX_FRAMES / span)
-    frames = video.decode_small_frames(source_path, fps=fps)
-    for t, rgb in frames:
-        if t < start:
-            continue
-        if t >= end:
-            frames.close()
-            return
-        yield t, rgb
+    return video.decode_small_frames(source_path, fps=min(FIT_SAMPLE_FPS, FIT_MAX_FRAMES / span), start=start,
+                                     duration=span)  # fmt: skip

@@ -147,6 +147,8 @@ def decode_small_frames(
     *,
     fps: float | None = None,
     info: MediaInfo | None = None,
+    start: float | None = None,
+    duration: float | None = None,
 ) -> Iterator[tuple[float, NDArray[np.uint8]]]:
     """(time in seconds, height x width x 3 RGB uint8) for every frame, from ONE ffmpeg process.
 
@@ -154,10 +156,12 @@ def decode_small_frames(
     duplicates or drops frames of a variable-rate source to keep that true. The source is
     stretched to width x height (its display orientation; 320x180 keeps 16:9 undistorted).
     `info` is `probe_source(path)` when the caller has it already (saves an ffprobe).
+    `start`/`duration`: only that range (ffmpeg seeks; nothing before it is decoded); times stay
+    source seconds.
     Raises FrameDecodeError at once for a missing file or something that is not a video,
     and while iterating when ffmpeg fails part way (after the frames it did decode).
     """
-    return _decode(path, info if info is not None else probe_source(path), width, height, fps)
+    return _decode(path, info if info is not None else probe_source(path), width, height, fps, start, duration)
 
 
 def probe_source(path: str | os.PathLike[str]) -> MediaInfo:
@@ -172,7 +176,8 @@ def probe_source(path: str | os.PathLike[str]) -> MediaInfo:
 
 
 def _decode(
-    path: str | os.PathLike[str], info: MediaInfo, width: int, height: int, fps: float | None
+    path: str | os.PathLike[str], info: MediaInfo, width: int, height: int, fps: float | None,
+    start: float | None = None, duration: float | None = None,
 ) -> Iterator[tuple[float, NDArray[np.uint8]]]:
     source = os.fspath(path)
     rate = float(fps) if fps else info.frame_rate
@@ -184,7 +189,9 @@ def _decode(
     # Area scaling averages the pixels it drops (no aliasing for the trackers, and cheap).
     # Skipping the decoder's deblocking saves 10-20 % of an H.264/HEVC decode: block edges
     # average away at 1/6 of the size.
-    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-skip_loop_filter", "all", "-i", source,
+    offset = max(0.0, float(start or 0.0))
+    window = [*(["-ss", f"{offset:.3f}"] if offset else []), *(["-t", f"{duration:.3f}"] if duration else [])]
+    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-skip_loop_filter", "all", *window, "-i", source,
            "-map", "0:v:0", "-an", "-sn", "-dn",
            "-vf", f"fps={rate:.6f},scale={width}:{height}:flags=area,format=rgb24",
            "-f", "rawvideo", "pipe:1"]  # fmt: skip
@@ -207,7 +214,7 @@ def _decode(
                     got += more
                 if got < frame_bytes:
                     break
-                yield index / rate, np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+                yield offset + index / rate, np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
                 index += 1
             returncode = proc.wait()
         finally:

@@ -295,6 +295,12 @@ def test_decode_small_frames_gives_every_frame_at_its_time(media: Path) -> None:
     assert [t for t, _ in sampled] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     assert sampled[0][1].shape == (90, 160, 3)
 
+    # A range: only its frames, at their source times (the colour fit reads a clip this way).
+    ranged = list(decode_small_frames(path, fps=5, start=0.4, duration=0.4))
+    assert [t for t, _ in ranged] == pytest.approx([0.4, 0.6])
+    same_time = list(decode_small_frames(path, fps=5))[2][1]  # the whole decode's frame at 0.4 s
+    assert np.abs(ranged[0][1].astype(int) - same_time.astype(int)).mean() < 2
+
 
 def test_a_missing_file_is_a_clear_error_at_once(tmp_path: Path) -> None:
     missing = tmp_path / "nope.mp4"
