@@ -97,6 +97,16 @@ def settings(tmp_path, database_url) -> Settings:
 
 
 @pytest.fixture
+def sessions(settings):
+    """A session factory on `settings`' database, migrated to head."""
+    from reelfarm.migrate import open_database
+
+    engine, factory = open_database(settings)
+    yield factory
+    engine.dispose()
+
+
+@pytest.fixture
 def sample_video(tmp_path) -> Path:
     return make_video(tmp_path / "sample.mp4")
 

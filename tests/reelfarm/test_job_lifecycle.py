@@ -4,16 +4,8 @@ import pytest
 
 from reelfarm.database import session_scope
 from reelfarm.job_lifecycle import finish_job, on_job_finished, remove_job_finished_listener
-from reelfarm.migrate import open_database
 from reelfarm.models import Account, Job, Task
 from reelfarm.states import JobStage, JobStatus, TaskKind, TaskState
-
-
-@pytest.fixture
-def sessions(settings):
-    engine, factory = open_database(settings)
-    yield factory
-    engine.dispose()
 
 
 @pytest.fixture

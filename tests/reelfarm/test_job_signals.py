@@ -9,16 +9,8 @@ from sqlalchemy import update
 from control_plane.jobs.events import job_updates
 from reelfarm import job_signals
 from reelfarm.database import session_scope
-from reelfarm.migrate import open_database
 from reelfarm.models import Account, Job
 from reelfarm.states import JobStatus
-
-
-@pytest.fixture
-def sessions(settings):
-    engine, factory = open_database(settings)
-    yield factory
-    engine.dispose()
 
 
 @pytest.fixture
@@ -82,9 +74,9 @@ def test_a_live_stream_sees_a_change_long_before_its_next_poll(sessions, job_id)
     async def follow() -> list:
         seen = []
         writer = threading.Thread(target=write_later)
-        async for update in job_updates(sessions, job_id, poll_seconds=120.0):
-            if update is not None:
-                seen.append((update.status, update.progress_percent))
+        async for snapshot in job_updates(sessions, job_id, poll_seconds=120.0):
+            if snapshot is not None:
+                seen.append((snapshot.status, snapshot.progress_percent))
                 if len(seen) == 1:
                     writer.start()
         writer.join()
