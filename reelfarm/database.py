@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -89,3 +90,13 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         session.close()
 
+
+def conflict_insert(session: Session, model):
+    """An INSERT of `model` that can take ON CONFLICT clauses (`.on_conflict_do_nothing(...)`), in the
+    dialect of the session's database: both SQLite and PostgreSQL have them, with the same syntax."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"ON CONFLICT needs SQLite or PostgreSQL, not {dialect}")

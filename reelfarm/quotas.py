@@ -14,10 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from reelfarm.database import utcnow
+from reelfarm.database import conflict_insert, utcnow
 from reelfarm.models.billing import QuotaUsage
 from reelfarm.models.jobs import Job
 from reelfarm.options import ProcessOptions
@@ -36,15 +35,6 @@ def videos_for(options: ProcessOptions) -> int:
     return 1 if options.mode == "none" else options.numClips
 
 
-def _insert(session: Session):
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(QuotaUsage)
-    if dialect == "sqlite":
-        return sqlite.insert(QuotaUsage)
-    raise NotImplementedError(f"quota counters need SQLite or PostgreSQL, not {dialect}")
-
-
 def charge(session: Session, *, account_id: str, videos: int, limit: int | None,
            month: str | None = None) -> int | None:  # fmt: skip
     """Add `videos` to the account's count for `month` (this month by default), in the
@@ -52,7 +42,7 @@ def charge(session: Session, *, account_id: str, videos: int, limit: int | None,
     `limit`. `limit` None: no limit, still counted."""
     month = month or month_of()
     session.execute(
-        _insert(session).values(account_id=account_id, month=month, videos_used=0)
+        conflict_insert(session, QuotaUsage).values(account_id=account_id, month=month, videos_used=0)
         .on_conflict_do_nothing(index_elements=["account_id", "month"])
     )  # fmt: skip
     raise_count = (

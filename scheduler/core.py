@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from analysis.llm import LlmConfig
 from reelfarm import nodes as node_rows
-from reelfarm.database import new_id, session_scope, utcnow
+from reelfarm.database import conflict_insert, new_id, session_scope, utcnow
 from reelfarm.job_lifecycle import finish_job
 from reelfarm.models import Artifact, Clip, Job, SourceStyle, Task, Video
 from reelfarm.options import ProcessOptions
@@ -804,9 +804,10 @@ class SchedulerCore:
         sha256, dna = task.spec.get("source_sha256"), (result or {}).get("style_json")
         if not sha256 or not dna:
             return
+        # Two jobs of one source may both have extracted it, and complete in one batch.
         session = object_session(task)
-        if session.get(SourceStyle, sha256) is None:
-            session.add(SourceStyle(source_sha256=sha256, dna=dna))
+        session.execute(conflict_insert(session, SourceStyle).values(source_sha256=sha256, dna=dna, created_at=utcnow())
+                        .on_conflict_do_nothing(index_elements=["source_sha256"]))  # fmt: skip
 
     def fail_task(self, task_id: str, lease_id: str, reason: str, retryable: bool) -> bool:
         if retryable:
