@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
@@ -17,6 +15,7 @@ from pydantic import ValidationError
 
 from reelfarm.options import ProcessOptions
 from reelfarm.settings import load_settings
+from reelfarm.stop_signals import StopSignals
 
 # Short flags the docs use for the most common options.
 FLAG_ALIASES = {"numClips": ["--clips"], "aspectRatio": ["--aspect"]}
@@ -27,13 +26,6 @@ CLI_DEFAULTS = {"mode": "none"}
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-
-def _wait_for_ctrl_c() -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
 
 
 verbose_option = click.option("--verbose", "-v", is_flag=True,
@@ -101,10 +93,11 @@ def serve(host: str, port: int, nodes: int, verbose: bool, **settings_flags) -> 
     _setup_logging()
     stack = EmbeddedStack(_load(**settings_flags), nodes=nodes, host=host, port=port,
                           ray_log_to_driver=verbose, verbose=verbose).start()
+    stop_signals = StopSignals()  # before the line that tells a supervisor it may signal us
     click.echo(f"ReelFarm API on {stack.base_url} (scheduler {stack.scheduler.address}, {nodes} node(s)). "
                "Ctrl-C stops.")
     try:
-        _wait_for_ctrl_c()
+        stop_signals.wait()
     finally:
         stack.stop()
 
@@ -171,9 +164,10 @@ def scheduler(listen: str | None, **settings_flags) -> None:
     settings = _load(**settings_flags)
     _, session_factory = open_database(settings)
     server = SchedulerServer(settings, listen=listen, session_factory=session_factory).start()
+    stop_signals = StopSignals()
     click.echo(f"scheduler serving on {server.address}. Ctrl-C stops.")
     try:
-        _wait_for_ctrl_c()
+        stop_signals.wait()
     finally:
         server.stop()
 
@@ -200,9 +194,10 @@ def node(count: int, **settings_flags) -> None:
     settings = _load(**settings_flags)
     ray.init(address=settings.ray_address or "auto")
     handles = start_render_nodes(settings, settings.scheduler_address, count, on_this_ray_node=True)
+    stop_signals = StopSignals()  # after ray.init, which sets a SIGTERM handler of its own
     click.echo(f"{len(handles)} render node(s) running. Ctrl-C stops.")
     try:
-        _wait_for_ctrl_c()
+        stop_signals.wait()
     finally:
         for handle in handles:
             ray.kill(handle, no_restart=True)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import threading
+
+from reelfarm.stop_signals import StopSignals
 
 
 def main() -> None:
@@ -41,20 +42,19 @@ def main() -> None:
         reply.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
         reply.flush()
         sys.exit(1)
+    stop_signals = StopSignals()  # before the reply, after which the launcher may signal us
     reply.write(json.dumps(node.info()) + "\n")
     reply.flush()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def read_launcher() -> None:
         line = sys.stdin.readline()
         if line:
             node.connect(json.loads(line)["scheduler_address"])
             sys.stdin.read()  # until the launcher closes it
-        stop.set()
+        stop_signals.stop()
 
     threading.Thread(target=read_launcher, name="launcher", daemon=True).start()
-    stop.wait()
+    stop_signals.wait()
     node.shutdown()
     # The node is stopped: skip the interpreter's teardown of NumPy, PyAV, gRPC and the detector.
     os._exit(0)
