@@ -318,6 +318,7 @@ class _StreamingRender(_Render):
         self.written = 0
         self.poster: tuple[float, int, list[np.ndarray] | None] = (-2.0, -1, None)  # score, frame, planes
         self.encoder: FfmpegPipe | None = None
+        self.punch_in = None  # render_nodes/punch_in.PunchIn when a style paces the clip
 
         container, stream = open_video(req.source_path, req.hwaccel)
         rate = stream.average_rate or stream.guessed_rate or Fraction(self.source.frame_rate or 30).limit_denominator(1001)
@@ -352,6 +353,8 @@ class _StreamingRender(_Render):
                         if cut and self.next_slot > self.planned_until:
                             self._send(until=self.next_slot, shot_ends=True)
                             self.scan.cuts.append(self.next_slot / self.fps)
+                            if self.punch_in is not None:
+                                self.punch_in.add_source_cut(self.next_slot / self.fps)
                         elif len(self.buffer) >= self.budget:  # plan half, look ahead over the rest
                             self._send(until=self.buffer[len(self.buffer) // 2][0], shot_ends=False)
                         elif len(self.buffer) >= self.hungry_after and self.encoder.queued() == 0:
@@ -390,6 +393,10 @@ class _StreamingRender(_Render):
         # when it has nothing queued, plan all but the last `_LOOKAHEAD_SECONDS`.
         self.lookahead = min(self.budget // 2, math.ceil(_LOOKAHEAD_SECONDS * self.fps))
         self.hungry_after = self.lookahead + math.ceil(_MIN_BUFFER_SECONDS / 2 * self.fps)
+        if req.style is not None and req.style.pacing is not None:
+            from render_nodes.punch_in import PunchIn
+
+            self.punch_in = PunchIn(req.style.pacing, self.crop_w, self.crop_h)
         audio_in, audio_out = _audio_args(req, self.source, self.start, self.duration, 1)
         self.encoder = FfmpegPipe(
             ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{self.crop_w}x{self.crop_h}",
@@ -432,6 +439,9 @@ class _StreamingRender(_Render):
         self.parts.append((t0, part))
         self.resume = None if shot_ends else part.end_state()
         for t, box in part.subject_boxes:
+            if self.punch_in is not None and box is not None:
+                k = part.frame_at(t)
+                self.punch_in.add_subject(t0 + t, box, int(part.xs[k]), int(part.ys[k]))
             score = poster_score(t0 + t, box, self.duration)
             if score > self.poster[0]:
                 self.poster = (score, first + part.frame_at(t), None)
@@ -440,6 +450,8 @@ class _StreamingRender(_Render):
             slot, frame = self.buffer.popleft()
             k = slot - first
             planes = self._pad(frame) if padded[k] else self._crop(frame, int(part.xs[k]), int(part.ys[k]))
+            if self.punch_in is not None:
+                planes = self.punch_in.compose(planes, slot / self.fps)
             if slot == self.poster[1] or (self.poster[0] < 0 and slot == self.total // 2):
                 self.poster = (max(self.poster[0], -1.0), slot, planes)
             assert self.encoder is not None

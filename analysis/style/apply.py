@@ -5,16 +5,19 @@ fits the colour chain that brings their measured grade to the target's (analysis
 with its correction passes); the audio chain goes from the clip's measured audio style (its
 range decoded once) to the target's (analysis/style/audio.py); the frame rate is the target's. Aspect ratio is applied by
 the planner (the target's shape becomes the clip's output shape, reframed around faces as any
-clip is). Cut pacing, zoom punch-ins and transitions are not applied yet.
+clip is). Cut pacing, zoom and transitions become a PacingPlan (analysis/style/pacing.py): punch-in
+cuts on the clip's pauses or the source's beats, which the streaming render composes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from analysis.style import audio, color, video
+from analysis.style import audio, color, pacing, video
 
 # The colour fit's sample of the clip: enough frames for stable statistics, cheap to decode.
 FIT_SAMPLE_FPS = 2.0
@@ -26,9 +29,11 @@ class AppliedFilters:
     video: str  # an ffmpeg video filter chain for the clip's frames before scaling ("" for none)
     audio: str | None  # an -af chain replacing the default loudness normalisation; None: the default
     frame_rate: float | None  # the output's frame rate; None: the source's
+    pacing: pacing.PacingPlan | None = None  # punch-in cuts, push-ins and their transitions; None: none
 
     def as_json(self) -> dict:
-        return {"video": self.video, "audio": self.audio, "frame_rate": self.frame_rate}
+        return {"video": self.video, "audio": self.audio, "frame_rate": self.frame_rate,
+                "pacing": self.pacing.as_json() if self.pacing is not None else None}
 
 
 def parse_style(style_json: str) -> tuple[dict, dict] | None:
@@ -40,11 +45,18 @@ def parse_style(style_json: str) -> tuple[dict, dict] | None:
 
 
 def application_filters(source_path: str | Path, start: float, end: float, target: dict, source: dict,
-                        *, source_frame_rate: float | None = None) -> AppliedFilters:  # fmt: skip
-    """The filters that give [start, end) of the source the target's style."""
+                        *, source_frame_rate: float | None = None, words: Sequence[Any] = (),
+                        source_times: bool = True) -> AppliedFilters:  # fmt: skip
+    """The filters that give [start, end) of the source the target's style. `words` (source-timed)
+    give the pauses a punch-in cut may sit in; the source DNA's beats are used as well unless
+    `source_times` is False (the clip was spliced: its times are not the source's)."""
+    plan = pacing.plan_pacing(end - start, target, source, pauses=pacing.pauses_in(words, start, end),
+                              beats=pacing.beats_in(source, start, end) if source_times else ())  # fmt: skip
     video_chain = ""
     if target.get("color_grade") is not None:
-        frames = [rgb for _, rgb in _clip_frames(source_path, start, end)]
+        # Fitted on the frames as they will be framed: a punch-in shows a different mix of colours.
+        frames = [_framed(rgb, plan.framing_at(t - start).zoom if plan else 1.0)
+                  for t, rgb in _clip_frames(source_path, start, end)]  # fmt: skip
         video_chain = color.fit_filters(color.ColorGrade.from_dict(target["color_grade"]), frames)
     audio_chain = None
     if target.get("audio_style") is not None and source.get("audio_style") is not None:
@@ -55,7 +67,7 @@ def application_filters(source_path: str | Path, start: float, end: float, targe
     if rate and source_frame_rate and abs(rate - source_frame_rate) < 0.01:
         rate = None  # already the source's
     return AppliedFilters(video=video_chain if video_chain not in ("", "null") else "", audio=audio_chain,
-                          frame_rate=float(rate) if rate else None)  # fmt: skip
+                          frame_rate=float(rate) if rate else None, pacing=plan)  # fmt: skip
 
 
 def _clip_frames(source_path: str | Path, start: float, end: float):
@@ -64,3 +76,16 @@ def _clip_frames(source_path: str | Path, start: float, end: float):
     span = max(0.1, end - start)
     return video.decode_small_frames(source_path, fps=min(FIT_SAMPLE_FPS, FIT_MAX_FRAMES / span), start=start,
                                      duration=span)  # fmt: skip
+
+
+def _framed(rgb, zoom: float):
+    """The centre 1/zoom of a fit sample, at its size: what a punch-in shows (its subject is not
+    known before the render; the centre stands in for it)."""
+    if zoom <= 1.0 + 1e-6:
+        return rgb
+    import cv2
+
+    h, w = rgb.shape[:2]
+    sub_w, sub_h = round(w / zoom), round(h / zoom)
+    x0, y0 = (w - sub_w) // 2, (h - sub_h) // 2
+    return cv2.resize(rgb[y0 : y0 + sub_h, x0 : x0 + sub_w], (w, h), interpolation=cv2.INTER_LINEAR)

@@ -50,6 +50,8 @@ def manifest(*, session: Session, job: Job) -> dict:
                 "captionsUrl": f"{base}.ass" if f"{stem}.ass" in artifacts else None,
                 "quality": _quality(clip.render_info or {}),
                 "metadata": clip.clip_metadata or {},
+                # A Style DNA's filters as rendered (colour chain, audio chain, frame rate, pacing).
+                "style": (clip.render_info or {}).get("style_filters"),
                 "files": [e for e in (_file_entry(artifacts.get(f"{stem}.{ext}")) for ext in ("mp4", "jpg", "ass")) if e],
             }
         )

@@ -69,7 +69,8 @@ def run_render_task(
         if (applied := parse_style(spec.get("style_json") or "")) is not None:
             on_progress("style_application", 0.0)
             with media_failures():
-                style = application_filters(source, start, end, *applied, source_frame_rate=probe(source).frame_rate)
+                style = application_filters(source, start, end, *applied, source_frame_rate=probe(source).frame_rate,
+                                            words=words, source_times=keep == whole)
         request = pipeline.RenderRequest(
             source_path=source,
             clip_index=int(spec["clip_index"]),

@@ -4,7 +4,7 @@ A (the template): photographs graded warm, saturated and contrasty, cut every 1.
 loud, bass-heavy 120 bpm kick-and-hat track, 30 fps. B: an ungraded photograph slowly panned
 (one shot) at 25 fps with espeak-ng speech only, quiet.
 Both are 16:9, so the output keeps the whole picture (no reframing crop) and its colour can be
-compared with A's. Every field the render applies (docs/style-dna.md, "Applying a style") must
+compared with A's; its pace comes from punch-in cuts. Every field the render applies (docs/style-dna.md, "Applying a style") must
 land within its tolerance of A's value and closer to A's than to B's own; bass, whose shelf is
 limited to +-12 dB, must move well towards A's.
 """
@@ -143,6 +143,14 @@ def test_a_template_applied_to_a_plain_video_brings_every_applied_field_to_the_t
     # template's +100 is not reached (docs/style-dna.md): the clip must move well towards it.
     bass, want, own = (d["audio_style"]["bass_boost"] for d in (out, a, b))
     assert want > own and bass - own >= 30, (bass, want, own)
+    # Pacing: punch-in cuts at A's frequency, within one cut of the 8 s clip (7.5 a minute), A's transition.
+    cuts, want, own = (d["cut_frequency"] for d in (out, a, b))
+    assert abs(cuts - want) <= 60 / 8 and abs(cuts - want) < abs(cuts - own), (cuts, want, own)
+    assert out["primary_transition"]["type"] == a["primary_transition"]["type"] == "cut"
+    manifest = client.http.get(f"/api/clips/{created.json()['data']['job_id']}/manifest.json")
+    assert manifest.status_code == 200, manifest.text
+    made = manifest.json()["clips"][0]["style"]["pacing"]
+    assert len(made["cuts"]) == round(cuts * 8 / 60) and made["transition"] == "cut"
 
 
 def test_a_bad_template_or_inline_style_is_a_400_naming_the_field(client, stack, tmp_path):
