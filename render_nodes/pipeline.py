@@ -121,12 +121,17 @@ def _video_args(req: RenderRequest) -> list[str]:
     return ["-c:v", "libx264", "-preset", req.x264_preset, "-crf", "23"]
 
 
-def _finish_filters(req: RenderRequest, captions: str | None) -> str:
-    """Scale to the output size and burn captions in; `captions` is a file name in
-    ffmpeg's working directory (plain names need no filtergraph escaping)."""
+def _finish_filters(req: RenderRequest, captions: str | None, crop_width: int, crop_height: int) -> str:
+    """Scale the crop to the output size, grade it, and burn captions in; `captions` is a file
+    name in ffmpeg's working directory (plain names need no filtergraph escaping)."""
     graph = f"scale={req.output_width}:{req.output_height},setsar=1"
     if req.style is not None and req.style.video:
-        graph = f"{req.style.video},{graph}"  # on the crop, before it is scaled up: fewer pixels
+        # The grade runs on the fewer pixels: before an upscale, after a downscale (a 1080p
+        # source to 720p grades 2.25x fewer); captions come after it either way, ungraded.
+        if crop_width * crop_height < req.output_width * req.output_height:
+            graph = f"{req.style.video},{graph}"
+        else:
+            graph = f"{graph},{req.style.video}"
     if captions:
         graph += f",{ass_filter(captions)}"
     if req.style is not None and req.style.frame_rate:
@@ -278,7 +283,7 @@ class _StaticRender(_Render):
         )  # fmt: skip
         poster_frame = len(path.xs) // 2
         crop = f"crop={path.crop_width}:{path.crop_height}:{int(path.xs[0])}:{int(path.ys[0])}"
-        graph = (f"[0:v]{crop},{_finish_filters(req, self.captions)},split=2[v][all];"
+        graph = (f"[0:v]{crop},{_finish_filters(req, self.captions, path.crop_width, path.crop_height)},split=2[v][all];"
                  f"[all]select='eq(n\\,{poster_frame})'[poster]")  # the poster from the same pass
         _, audio_out = _audio_args(req, self.source, self.start, self.duration, 0)
         run_ffmpeg(
@@ -401,7 +406,7 @@ class _StreamingRender(_Render):
         self.encoder = FfmpegPipe(
             ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{self.crop_w}x{self.crop_h}",
              "-framerate", f"{self.rate.numerator}/{self.rate.denominator}", "-i", "pipe:0", *audio_in,
-             "-filter_complex", f"[0:v]{_finish_filters(req, self.captions)}[v]", "-map", "[v]", *audio_out,
+             "-filter_complex", f"[0:v]{_finish_filters(req, self.captions, self.crop_w, self.crop_h)}[v]", "-map", "[v]", *audio_out,
              # A style's frame rate changes the count: then the clip's length bounds it.
              *(["-t", f"{self.duration:.3f}"] if req.style is not None and req.style.frame_rate
                else ["-frames:v", str(self.total)]),

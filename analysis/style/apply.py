@@ -12,7 +12,8 @@ cuts on the clip's pauses or the source's beats, which the streaming render comp
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from analysis.style import audio, color, pacing, video
 # The colour fit's sample of the clip: enough frames for stable statistics, cheap to decode.
 FIT_SAMPLE_FPS = 2.0
 FIT_MAX_FRAMES = 60
+# A clip with this many keyframes is fitted on them alone (an upload's encoder puts one at every
+# shot change and every few seconds: a fair sample of its colour, for the cost of decoding them).
+FIT_MIN_KEYFRAMES = 8
 
 
 @dataclass(frozen=True)
@@ -52,17 +56,25 @@ def application_filters(source_path: str | Path, start: float, end: float, targe
     `source_times` is False (the clip was spliced: its times are not the source's)."""
     plan = pacing.plan_pacing(end - start, target, source, pauses=pacing.pauses_in(words, start, end),
                               beats=pacing.beats_in(source, start, end) if source_times else ())  # fmt: skip
-    video_chain = ""
-    if target.get("color_grade") is not None:
-        # Fitted on the frames as they will be framed: a punch-in shows a different mix of colours.
-        frames = [_framed(rgb, plan.framing_at(t - start).zoom if plan else 1.0)
-                  for t, rgb in _clip_frames(source_path, start, end)]  # fmt: skip
-        video_chain = color.fit_filters(color.ColorGrade.from_dict(target["color_grade"]), frames)
     audio_chain = None
+    measuring = None
     if target.get("audio_style") is not None and source.get("audio_style") is not None:
-        # The clip's own audio, not the whole source's: the chain's gains start from where the clip is.
-        measured, _ = audio.analyze_audio_file(source_path, start=start, duration=max(0.1, end - start))
-        audio_chain = audio.audio_filters(target["audio_style"], measured)
+        # The clip's own audio, not the whole source's: the chain's gains start from where the
+        # clip is. Measured on a thread while the colour is fitted (its decode is a subprocess).
+        measuring = ThreadPoolExecutor(1, thread_name_prefix="style-audio")
+        measured = measuring.submit(_clip_audio_style, source_path, start, end)
+    try:
+        video_chain = ""
+        if target.get("color_grade") is not None:
+            # Fitted on the frames as they will be framed: a punch-in shows a different mix of colours.
+            frames = [_framed(rgb, plan.framing_at(t - start).zoom if plan else 1.0)
+                      for t, rgb in _clip_frames(source_path, start, end)]  # fmt: skip
+            video_chain = color.fit_filters(color.ColorGrade.from_dict(target["color_grade"]), frames)
+        if measuring is not None:
+            audio_chain = audio.audio_filters(target["audio_style"], measured.result())
+    finally:
+        if measuring is not None:
+            measuring.shutdown(wait=True)
     rate = target.get("frame_rate")
     if rate and source_frame_rate and abs(rate - source_frame_rate) < 0.01:
         rate = None  # already the source's
@@ -70,12 +82,50 @@ def application_filters(source_path: str | Path, start: float, end: float, targe
                           frame_rate=float(rate) if rate else None, pacing=plan)  # fmt: skip
 
 
-def _clip_frames(source_path: str | Path, start: float, end: float):
-    """Up to FIT_MAX_FRAMES small frames spread over [start, end): the fit measures the clip itself
-    (ffmpeg seeks to the clip: nothing before it is decoded)."""
+def _clip_frames(source_path: str | Path, start: float, end: float) -> Iterator[tuple[float, Any]]:
+    """Small frames spread over [start, end) that the fit measures: the clip's keyframes where it
+    has FIT_MIN_KEYFRAMES of them (only those are decoded: a long clip costs next to nothing),
+    else up to FIT_MAX_FRAMES at FIT_SAMPLE_FPS (ffmpeg seeks to the clip: nothing before it is
+    decoded)."""
+    keyframes = _keyframes(source_path, start, end)
+    if len(keyframes) >= FIT_MIN_KEYFRAMES:
+        return iter(keyframes)
     span = max(0.1, end - start)
     return video.decode_small_frames(source_path, fps=min(FIT_SAMPLE_FPS, FIT_MAX_FRAMES / span), start=start,
                                      duration=span)  # fmt: skip
+
+
+def _keyframes(source_path: str | Path, start: float, end: float) -> list[tuple[float, Any]]:
+    """(time, 320x180 RGB) of every keyframe in [start, end), up to FIT_MAX_FRAMES evenly kept;
+    [] when the file cannot be read this way (the caller falls back to a full decode)."""
+    import av
+
+    found: list[tuple[float, Any]] = []
+    try:
+        with av.open(str(source_path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.skip_frame = "NONKEY"  # the decoder skips every other frame
+            if start > 0:
+                container.seek(int(start / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time < start - 1e-3:
+                    continue
+                if frame.time >= end:
+                    break
+                found.append((float(frame.time), frame.to_ndarray(width=320, height=180, format="rgb24")))
+    except (av.FFmpegError, IndexError, ValueError):
+        return []
+    if len(found) > FIT_MAX_FRAMES:
+        step = len(found) / FIT_MAX_FRAMES
+        found = [found[int(i * step)] for i in range(FIT_MAX_FRAMES)]
+    return found
+
+
+def _clip_audio_style(source_path: str | Path, start: float, end: float) -> audio.AudioStyle:
+    """The clip's loudness, dynamics and bass (no beats: the chain does not use them, and the beat
+    tracker's first call in a process costs seconds)."""
+    samples = audio.decode_audio_channels(source_path, 48000, start=start, duration=max(0.1, end - start))
+    return audio.measure_audio(samples, 48000) if samples.shape[0] else audio.AudioStyle.silent()
 
 
 def _framed(rgb, zoom: float):
