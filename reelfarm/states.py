@@ -67,6 +67,16 @@ class TaskState(StrEnum):
 ACTIVE_TASK_STATES = (TaskState.leased, TaskState.running)
 
 
+class StyleExtractionState(StrEnum):
+    """A request for a source's Style DNA (GET /api/v1/videos/{id}/style; table style_extractions).
+
+    Done is no state: the row is deleted once the DNA is kept (table source_styles)."""
+
+    requested = "requested"    # waiting for the scheduler to give it a style task
+    extracting = "extracting"  # following a style task: its own, or one a job already runs for the source
+    failed = "failed"          # the task failed for good; reported once, then the row is gone (a retry)
+
+
 class InvalidTransition(Exception):
     pass
 
@@ -122,6 +132,21 @@ TASK_MACHINE = StateMachine(
         }
     ),
     terminal=frozenset({T.completed, T.failed, T.cancelled}),
+)
+
+X = StyleExtractionState
+
+STYLE_EXTRACTION_MACHINE = StateMachine(
+    name="style extraction",
+    edges=_edges(
+        {
+            # extracting -> requested: the task it followed was cancelled with its job; extract again.
+            X.requested: {X.extracting, X.failed},
+            X.extracting: {X.requested, X.failed},
+            X.failed: set(),
+        }
+    ),
+    terminal=frozenset({X.failed}),
 )
 
 

@@ -31,7 +31,7 @@ from analysis.llm import LlmConfig
 from reelfarm import nodes as node_rows
 from reelfarm.database import conflict_insert, new_id, session_scope, utcnow
 from reelfarm.job_lifecycle import finish_job
-from reelfarm.models import Artifact, Clip, Job, SourceStyle, Task, Video
+from reelfarm.models import Artifact, Clip, Job, SourceStyle, StyleExtraction, Task, Video
 from reelfarm.options import ProcessOptions
 from reelfarm.states import (
     ACTIVE_JOB_STATUSES,
@@ -39,9 +39,11 @@ from reelfarm.states import (
     ANALYSIS_KINDS,
     JOB_MACHINE,
     STAGE_OF_KIND,
+    STYLE_EXTRACTION_MACHINE,
     TASK_MACHINE,
     JobStage,
     JobStatus,
+    StyleExtractionState,
     TaskKind,
     TaskState,
     decide,
@@ -269,6 +271,7 @@ class SchedulerCore:
     def tick(self) -> None:
         self.cancel_requested()
         self.plan_new_jobs()
+        self.plan_style_requests()
         self.start_selections()
         self.expire()
         self.dispatch()
@@ -291,6 +294,8 @@ class SchedulerCore:
             wanted = {videos[j.video_id].sha256 for j in jobs if j.api == "v1" or _style_of(j)}
             wanted |= {t.sha256 for t in templates.values()}
             styled = set(s.scalars(select(SourceStyle.source_sha256).where(SourceStyle.source_sha256.in_(wanted))))
+            # Extractions asked for by GET /videos/{id}/style still running: a job adopts them, not a second one.
+            unowned = self._extracting(s, wanted - styled, unowned=True)
             rows = []
             for job in jobs:
                 video, options = videos[job.video_id], ProcessOptions.from_job(job.options)
@@ -300,7 +305,11 @@ class SchedulerCore:
                 if style and (template := templates.get(style.get("template_video_id", ""))) is not None:
                     sources.append(template)
                 missing = {v.sha256: v for v in sources if v.sha256 not in styled and (job.api == "v1" or style)}
-                rows += [self._style_row(job, v, index) for index, v in enumerate(missing.values(), start=1)]
+                for index, v in enumerate(missing.values(), start=1):
+                    if (task := unowned.pop(v.sha256, None)) is not None:
+                        self._adopt(job, task, index)
+                    else:
+                        rows.append(self._style_row(job, v, index))
                 if style and missing:
                     # The clips are planned once the DNA is in (_refresh_jobs -> selection).
                     job.render_settings = {**(job.render_settings or {}), "awaiting_style": True}
@@ -345,10 +354,11 @@ class SchedulerCore:
         return {"target": applied_style(template.dna if template else source.dna, style.get("inline") or {}),
                 "source": source.dna, "aspect_from_template": bool(style.get("aspect_from_template"))}
 
-    def _style_row(self, job: Job, video: Video, index: int = 1) -> dict:
+    def _style_row(self, job: Job | None, video: Video, index: int = 1) -> dict:
+        """A style task extracting `video`'s DNA; `job` None: for an extraction request alone."""
         return {
             "id": new_id("task_"),
-            "job_id": job.id,
+            "job_id": job.id if job is not None else None,
             "kind": TaskKind.style,
             "task_index": index,
             "spec": planner.analysis_spec(video=video, start=0.0, end=video.duration_seconds,
@@ -356,6 +366,86 @@ class SchedulerCore:
             "required_encoders": [],
             "max_attempts": self.config.max_attempts,
         }
+
+    @staticmethod
+    def _extracting(s: Session, shas: set[str] | None = None, *, unowned: bool = False) -> dict[str, Task]:
+        """The style tasks still to finish ({source SHA-256: task}), of these sources (None: any);
+        `unowned`: only those planned for an extraction request, with no job."""
+        if shas is not None and not shas:
+            return {}
+        query = select(Task).where(Task.kind == TaskKind.style,
+                                   Task.state.in_((TaskState.pending, *ACTIVE_TASK_STATES)))  # fmt: skip
+        if unowned:
+            query = query.where(Task.job_id.is_(None))
+        found = {}
+        for task in s.scalars(query.order_by(Task.created_at)):
+            sha256 = (task.spec or {}).get("source_sha256")
+            if sha256 and (shas is None or sha256 in shas):
+                found.setdefault(sha256, task)
+        return found
+
+    @staticmethod
+    def _adopt(job: Job, task: Task, index: int) -> None:
+        """Make a running extraction request's style task `job`'s own: the job waits for it, as for
+        the style task it would have had, and its outcome is the job's (a failure fails the job)."""
+        task.job_id, task.task_index = job.id, index
+        if task.state != TaskState.pending and transition(JOB_MACHINE, job, JobStatus.processing):
+            job.stage = JobStage.styling  # dispatch, which moves a job on its first task, has already sent it
+        log.info("job %s adopts task %s, extracting %s's Style DNA", job.id, task.id, task.spec.get("source_sha256"))
+
+    def plan_style_requests(self) -> int:
+        """Give each extraction request (GET /api/v1/videos/{id}/style, table style_extractions) a style
+        task and follow it; returns how many requests are open.
+
+        Deduplicated by SHA-256: a request follows a style task already extracting its source (a v1
+        job's, or another request's) rather than plan one; a job of the source planned later adopts
+        the request's task (plan_new_jobs). A request whose source has its DNA is deleted; one whose
+        task failed for good is marked failed with the task's error (the API reports it once); one
+        whose task was cancelled with its job is planned again."""
+        with self._db_lock, session_scope(self.sessions) as s:
+            requests = s.scalars(select(StyleExtraction)).all()
+            if not requests:
+                return 0
+            shas = {r.source_sha256 for r in requests}
+            styled = set(s.scalars(select(SourceStyle.source_sha256).where(SourceStyle.source_sha256.in_(shas))))
+            followed = {r.task_id for r in requests if r.task_id and r.state == StyleExtractionState.extracting}
+            tasks = {t.id: t for t in s.scalars(select(Task).where(Task.id.in_(followed)))} if followed else {}
+            extracting: dict[str, str] | None = None  # {source SHA-256: style task id}, read when a request needs one
+            rows, open_requests = [], 0
+            for request in requests:
+                if request.source_sha256 in styled:
+                    s.delete(request)  # done (by this request's task or any other)
+                    continue
+                if request.state == StyleExtractionState.failed:
+                    continue  # until GET /videos/{id}/style has reported it
+                open_requests += 1
+                if request.state == StyleExtractionState.extracting:
+                    task = tasks.get(request.task_id)
+                    if task is not None and not TASK_MACHINE.is_terminal(task.state):
+                        continue
+                    if task is not None and task.state in (TaskState.failed, TaskState.completed):
+                        transition(STYLE_EXTRACTION_MACHINE, request, StyleExtractionState.failed, "state")
+                        request.error = (task.error or "style extraction failed") if task.state == TaskState.failed \
+                            else "the render node returned no Style DNA"  # fmt: skip
+                        continue
+                    # Cancelled with the job that ran it (or gone with it): extract again.
+                    transition(STYLE_EXTRACTION_MACHINE, request, StyleExtractionState.requested, "state")
+                if extracting is None:
+                    extracting = {sha256: task.id for sha256, task in self._extracting(s).items()}
+                if (task_id := extracting.get(request.source_sha256)) is None:
+                    if (video := s.get(Video, request.video_id)) is None:  # gone (the row goes with it)
+                        s.delete(request)
+                        continue
+                    row = self._style_row(None, video)
+                    rows.append(row)
+                    task_id = extracting[request.source_sha256] = row["id"]
+                request.task_id, request.error = task_id, None
+                transition(STYLE_EXTRACTION_MACHINE, request, StyleExtractionState.extracting, "state")
+            if rows:
+                s.execute(insert(Task), rows)
+        if rows:
+            self.notify()
+        return open_requests
 
     def _analysis_rows(self, job: Job, video: Video, options: ProcessOptions) -> list[dict]:
         with self._lock:
@@ -499,7 +589,8 @@ class SchedulerCore:
                 .order_by(Task.created_at, Task.task_index)
                 .limit(sum(free.values()))
             ).all()
-            job_status = dict(s.execute(select(Job.id, Job.status).where(Job.id.in_({t.job_id for t in tasks}))).all())
+            job_ids = {t.job_id for t in tasks} - {None}  # a style task of an extraction request has no job
+            job_status = dict(s.execute(select(Job.id, Job.status).where(Job.id.in_(job_ids))).all())
             now, wall = self.clock(), utcnow()
             task_rows, job_rows, leases = [], [], []
             for task in tasks:
@@ -512,7 +603,9 @@ class SchedulerCore:
                 task_rows.append({"id": task.id, "attempts": attempt, "lease_id": lease_id, "node_id": node_id,
                                   "state": str(TaskState.leased), "stage": "queued_on_node", "progress_percent": 0.0,
                                   "message": None, "updated_at": wall})  # fmt: skip
-                if decide(JOB_MACHINE, job_status[task.job_id], JobStatus.processing).changed:
+                # A style task of an extraction request has no job to move.
+                if task.job_id is not None and decide(JOB_MACHINE, job_status[task.job_id],
+                                                      JobStatus.processing).changed:  # fmt: skip
                     job_status[task.job_id] = str(JobStatus.processing)
                     job_rows.append({"id": task.job_id, "status": str(JobStatus.processing), "updated_at": wall,
                                      "stage": str(STAGE_OF_KIND[TaskKind(task.kind)])})  # fmt: skip
@@ -538,7 +631,7 @@ class SchedulerCore:
     def _task_message(task, lease_id: str, attempt: int) -> dict:
         return {
             "task_id": task.id,
-            "job_id": task.job_id,
+            "job_id": task.job_id or "",
             "lease_id": lease_id,
             "attempt": attempt,
             "kind": task.kind,
@@ -737,7 +830,7 @@ class SchedulerCore:
                     s.execute(insert(Clip), clips)
                 if artifacts:
                     s.execute(insert(Artifact), artifacts)
-                self._refresh_jobs(s, {tasks[i.task_id].job_id for i in batch if i.accepted})
+                self._refresh_jobs(s, {tasks[i.task_id].job_id for i in batch if i.accepted} - {None})
         except Exception:
             if len(batch) == 1:
                 batch[0].accepted, batch[0].error = None, sys.exc_info()[1]
@@ -854,6 +947,8 @@ class SchedulerCore:
         """Fail a task and its job; returns (node_id, task_id) of sibling tasks to cancel."""
         transition(TASK_MACHINE, task, TaskState.failed, "state")
         task.error = reason
+        if task.job_id is None:
+            return []  # an extraction request's: plan_style_requests reports it
         what = TASK_DESCRIPTION[TaskKind(task.kind)].format(index=task.task_index)
         finished = finish_job(s, s.get(Job, task.job_id), JobStatus.failed, error=f"{what}: {reason}")
         return finished.node_cancels if finished else []
@@ -927,6 +1022,7 @@ class SchedulerCore:
                     continue
                 transition(TASK_MACHINE, task, TaskState.running, "state")
                 task.stage, task.progress_percent, task.message = update.stage, update.percent, update.message
-                touched_jobs.add(task.job_id)
+                if task.job_id is not None:
+                    touched_jobs.add(task.job_id)
             self._refresh_jobs(s, touched_jobs)
         return len(pending)

@@ -1,4 +1,5 @@
-"""Style templates: which Style DNA a job applies (docs/style-dna.md, "Applying a style").
+"""Style DNA at the API: a video's own (`video_style`), and templates: which Style DNA a job
+applies (docs/style-dna.md, "Applying a style").
 
 A template is a previously uploaded video of the same account (`template_video_id`, on the v1
 upload form, so that the video's jobs apply it, or in a job's body) or an inline DNA document
@@ -9,13 +10,57 @@ DNA is missing before the job's clips are rendered.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import ValidationError
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from control_plane.errors import ApiError
+from reelfarm.database import conflict_insert, utcnow
 from reelfarm.models.accounts import Account
+from reelfarm.models.styles import SourceStyle, StyleExtraction
 from reelfarm.models.videos import Video
+from reelfarm.states import StyleExtractionState
 from reelfarm.style_dna import StyleDNA
+
+
+@dataclass(frozen=True)
+class VideoStyle:
+    """Where a video's Style DNA stands: `dna` once extracted; else `error` when the extraction
+    failed, or neither while it runs."""
+
+    dna: dict | None = None
+    error: str | None = None
+
+
+def video_style(*, session: Session, video: Video) -> VideoStyle:
+    """The video's Style DNA, asking for it if needed (commits).
+
+    Kept by the SHA-256 of the source (table source_styles). Without it, an extraction request
+    is recorded (table style_extractions, one per SHA-256 however many ask: the scheduler gives
+    it a style task, or lets it follow one already extracting the source). A request that
+    failed is reported once and then forgotten, so the next call asks again. Nothing here reads
+    the media: render nodes extract, the scheduler keeps the DNA.
+    """
+    kept = session.get(SourceStyle, video.sha256)
+    if kept is not None:
+        return VideoStyle(dna=kept.dna)
+    request = session.get(StyleExtraction, video.sha256)
+    if request is not None and request.state == StyleExtractionState.failed:
+        error = request.error or "style extraction failed"
+        session.execute(delete(StyleExtraction).where(StyleExtraction.source_sha256 == video.sha256,
+                                                      StyleExtraction.state == StyleExtractionState.failed))  # fmt: skip
+        session.commit()
+        return VideoStyle(error=error)
+    if request is None:
+        now = utcnow()
+        session.execute(conflict_insert(session, StyleExtraction)
+                        .values(source_sha256=video.sha256, video_id=video.id, state=StyleExtractionState.requested,
+                                created_at=now, updated_at=now)
+                        .on_conflict_do_nothing(index_elements=["source_sha256"]))  # fmt: skip
+        session.commit()
+    return VideoStyle()
 
 
 def template_video(*, session: Session, account: Account, video_id: str | None, field: str) -> Video | None:

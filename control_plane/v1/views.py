@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane import envelope
@@ -106,14 +106,18 @@ def get_video_file(video_id: str, request: Request, account: JobsReadAccount, se
                                                               "application/octet-stream"))  # fmt: skip
 
 
-@router.get("/videos/{video_id}/style", summary="The video's Style DNA (extracted by its v1 jobs; 409 until then)")
+@router.get("/videos/{video_id}/style",
+            summary="The video's Style DNA, extracted if needed: 202 while it is being extracted (the first call "
+                    "asks for it), then 200 with the DNA; 422 once if the extraction failed (a later call retries)")
 def get_video_style(video_id: str, account: JobsReadAccount, session: SessionDep):
     video = videos.get_video(session=session, account=account, video_id=video_id)  # 404 for another account's
-    dna = results.source_style(session=session, video_id=video.id)
-    if dna is None:
-        raise ApiError(409, "style not extracted yet: it is extracted by the video's first v1 job "
-                            "(POST /api/v1/jobs)")  # fmt: skip
-    return envelope.ok("Style retrieved", {"video_id": video.id, "style_json": dna})
+    style = styles.video_style(session=session, video=video)  # a request for the scheduler when there is no DNA
+    if style.dna is not None:
+        return envelope.ok("Style retrieved", {"video_id": video.id, "style_json": style.dna})
+    if style.error is not None:
+        raise ApiError(422, f"style extraction failed: {style.error} (GET it again to retry)")
+    return JSONResponse(envelope.ok("Style is being extracted", {"video_id": video.id, "status": "extracting",
+                                                                 "style_json": None}), status_code=202)  # fmt: skip
 
 
 @router.post("/jobs", summary="Create a processing job for an uploaded video")

@@ -11,13 +11,13 @@ from reelfarm.models.clips import Artifact, Clip
 from reelfarm.models.jobs import Job
 from reelfarm.models.nodes import NodeHeartbeat
 from reelfarm.models.projects import Project
-from reelfarm.models.styles import SourceStyle
+from reelfarm.models.styles import SourceStyle, StyleExtraction
 from reelfarm.models.tasks import Task
 from reelfarm.models.videos import Video
 from reelfarm.models.webhooks import WebhookDelivery, WebhookEvent
 
 __all__ = [
     "Account", "ApiKey", "Artifact", "Asset", "Batch", "BatchItem", "Blob", "Clip", "ItemTag", "Job", "Membership",
-    "NodeHeartbeat", "PlatformVariant", "Project", "QuotaUsage", "SourceStyle", "Task", "UploadUrl", "User", "UserSession", "Video",
-    "WebhookDelivery", "WebhookEvent",
+    "NodeHeartbeat", "PlatformVariant", "Project", "QuotaUsage", "SourceStyle", "StyleExtraction", "Task", "UploadUrl",
+    "User", "UserSession", "Video", "WebhookDelivery", "WebhookEvent",
 ]  # fmt: skip

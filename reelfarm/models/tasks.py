@@ -10,7 +10,11 @@ from reelfarm.states import TaskKind, TaskState
 
 
 class Task(Base):
-    """One unit of work for a render node: a clip to render, or a part of finding the moments."""
+    """One unit of work for a render node: a clip to render, or a part of finding the moments.
+
+    A task belongs to its job, except a `style` task planned for an extraction request
+    (StyleExtraction, reelfarm/models/styles.py): it has no job until a job of the same source
+    adopts it (scheduler/core.py)."""
 
     __tablename__ = "tasks"
     __table_args__ = (
@@ -19,7 +23,7 @@ class Task(Base):
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("task_"))
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True, nullable=True)
     kind: Mapped[str] = mapped_column(String(20), default=TaskKind.render.value)
     task_index: Mapped[int] = mapped_column(Integer)
     # Values and transitions: reelfarm/states.py.

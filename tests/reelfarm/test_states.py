@@ -2,9 +2,11 @@ import pytest
 
 from reelfarm.states import (
     JOB_MACHINE,
+    STYLE_EXTRACTION_MACHINE,
     TASK_MACHINE,
     InvalidTransition,
     JobStatus,
+    StyleExtractionState,
     TaskState,
     decide,
     transition,
@@ -46,7 +48,8 @@ def test_invalid_edge_raises():
 
 
 def test_every_state_is_declared_and_terminal_states_have_no_edges():
-    for machine, enum in ((JOB_MACHINE, JobStatus), (TASK_MACHINE, TaskState)):
+    for machine, enum in ((JOB_MACHINE, JobStatus), (TASK_MACHINE, TaskState),
+                          (STYLE_EXTRACTION_MACHINE, StyleExtractionState)):
         assert set(machine.edges) == {s.value for s in enum}
         for state in machine.terminal:
             assert machine.edges[state] == frozenset()

@@ -7,11 +7,12 @@ from sqlalchemy import select
 
 from analysis.selection import ChosenClip
 from harness.polling import wait_until
-from reelfarm.database import make_engine, make_session_factory, session_scope
+from reelfarm.database import make_engine, make_session_factory, session_scope, utcnow
 from reelfarm.migrate import upgrade
 from reelfarm.models.accounts import Account
 from reelfarm.models.clips import Artifact, Clip
 from reelfarm.models.jobs import Job
+from reelfarm.models.styles import StyleExtraction
 from reelfarm.models.tasks import Task
 from reelfarm.models.videos import Video
 from scheduler.core import ProgressUpdate, SchedulerConfig, SchedulerCore
@@ -348,3 +349,116 @@ def test_a_job_is_not_completed_by_its_analysis_alone(core, sessions, nodes):
     assert (render.spec["start_seconds"], render.spec["end_seconds"]) == (0.0, 60.0)
     assert [w["text"] for w in render.spec["words"]] == ["hello", "there"]
     assert job.render_settings["selection"] == "full"
+
+
+# ---------------------------------------------------------------- Style DNA asked for without a job
+
+DNA = {"version": "1.0", "aspect_ratio": "16:9"}  # what a node answers, cut short (the scheduler keeps it whole)
+
+
+def _ask_for_style(sessions):
+    """What GET /api/v1/videos/{id}/style does for a video without DNA: (its video id, where it stands)."""
+    from control_plane.styles.service import video_style
+
+    with session_scope(sessions) as s:
+        video = s.scalar(select(Video)) or _account_and_video(s)[1]
+        return video.id, video_style(session=s, video=video)
+
+
+def _requests(sessions) -> list[StyleExtraction]:
+    with sessions() as s:
+        return list(s.scalars(select(StyleExtraction)))
+
+
+def _style_tasks(sessions) -> list[Task]:
+    with sessions() as s:
+        return list(s.scalars(select(Task).where(Task.kind == "style").order_by(Task.created_at)))
+
+
+def _v1_job(sessions, video_id: str) -> str:
+    with session_scope(sessions) as s:
+        video = s.get(Video, video_id)
+        job = Job(account_id=video.account_id, video_id=video_id, original_name="v.mp4", api="v1",
+                  options={"mode": "none", "aspectRatio": "9:16"}, render_settings={"output_height": 256})  # fmt: skip
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def test_a_style_request_gets_one_task_of_no_job_which_a_job_of_the_source_adopts(core, sessions, nodes):
+    video_id, asked = _ask_for_style(sessions)
+    assert asked.dna is None and asked.error is None
+    _ask_for_style(sessions)  # asked twice: one request
+    assert core.plan_style_requests() == 1
+    (task,) = _style_tasks(sessions)
+    (request,) = _requests(sessions)
+    assert task.job_id is None and task.spec["source_sha256"] == "0" * 64
+    assert request.state == "extracting" and request.task_id == task.id
+    register(core)
+    core.tick()  # planned again each tick, and dispatched with no job
+    assert len(_style_tasks(sessions)) == 1
+    ((_, sent),) = nodes.sent
+    assert sent["task_id"] == task.id and sent["kind"] == "style" and sent["job_id"] == ""
+
+    # A v1 job of the source while the node extracts: the job adopts the task, plans no second one.
+    job_id = _v1_job(sessions, video_id)
+    core.plan_new_jobs()
+    job, tasks = state(sessions, job_id)
+    assert sorted(t.kind for t in tasks) == ["render", "style"]
+    (task,) = _style_tasks(sessions)
+    assert task.job_id == job_id and task.state == "leased"
+    assert job.status == "processing" and job.stage == "styling"
+
+    assert core.complete_task(task.id, task.lease_id, [], {"style_json": DNA})
+    assert core.plan_style_requests() == 0 and _requests(sessions) == []  # done: the request is gone
+    assert _ask_for_style(sessions)[1].dna == DNA
+    job, _ = state(sessions, job_id)
+    assert job.status == "processing" and job.progress_percent == 30.0  # its render is still to come
+
+
+def test_a_style_request_follows_the_task_a_job_already_runs_for_the_source(core, sessions, nodes):
+    with session_scope(sessions) as s:
+        video_id = _account_and_video(s)[1].id
+    job_id = _v1_job(sessions, video_id)
+    core.plan_new_jobs()
+    (task,) = _style_tasks(sessions)
+    assert task.job_id == job_id
+    _ask_for_style(sessions)
+    assert core.plan_style_requests() == 1
+    (request,) = _requests(sessions)
+    assert request.task_id == task.id and len(_style_tasks(sessions)) == 1
+
+
+def test_a_failed_extraction_is_reported_once_then_asked_again(core, sessions, nodes):
+    _ask_for_style(sessions)
+    core.plan_style_requests()
+    register(core)
+    core.tick()
+    (task,) = _style_tasks(sessions)
+    assert core.fail_task(task.id, task.lease_id, "not a video", retryable=False) is True
+    assert _style_tasks(sessions)[0].state == "failed"
+    core.plan_style_requests()
+    (request,) = _requests(sessions)
+    assert request.state == "failed" and request.error == "not a video"
+    assert _ask_for_style(sessions)[1].error == "not a video"  # reported once...
+    assert _requests(sessions) == []
+    assert _ask_for_style(sessions)[1].error is None  # ...and the next call asks again
+    core.plan_style_requests()
+    assert [t.state for t in _style_tasks(sessions)] == ["failed", "pending"]
+
+
+def test_a_request_whose_task_was_cancelled_with_its_job_is_planned_again(core, sessions, nodes):
+    video_id, _ = _ask_for_style(sessions)
+    core.plan_style_requests()
+    job_id = _v1_job(sessions, video_id)
+    core.plan_new_jobs()
+    (adopted,) = _style_tasks(sessions)
+    assert adopted.job_id == job_id and adopted.state == "pending"
+    with session_scope(sessions) as s:
+        s.get(Job, job_id).cancel_requested_at = utcnow()
+    core.cancel_requested()
+    core.plan_style_requests()
+    cancelled, again = _style_tasks(sessions)
+    assert cancelled.state == "cancelled" and again.job_id is None and again.state == "pending"
+    (request,) = _requests(sessions)
+    assert request.state == "extracting" and request.task_id == again.id
