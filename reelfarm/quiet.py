@@ -14,7 +14,9 @@ from collections.abc import Iterator
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",  # no usage-stats reporting thread and its notice
-    "RAY_BACKEND_LOG_LEVEL": "error",  # the C++ core's warnings (node IP discovery, ...) on the driver's stderr
+    # Not RAY_BACKEND_LOG_LEVEL: any value makes Ray's core print "Set ray log level from
+    # environment variable" on the driver's stderr, and its level is not read before the one
+    # warning it would hide (node IP discovery without a network) is printed anyway.
     "GRPC_VERBOSITY": "ERROR",  # gRPC's `fork_posix.cc ... skipping fork() handlers` lines
 }
 
