@@ -271,35 +271,95 @@ def color_statistics(frames: Sequence[NDArray[np.uint8]] | NDArray[np.uint8]) ->
 
 
 def _statistics(stack: NDArray[np.uint8]) -> ColorStatistics:
-    import cv2
-
     count, height, width, _ = stack.shape
     # One tall image, so that cv2 converts everything in one call (~0.1 s for 60 frames of
     # 320x180; numpy's percentile and hypot alone took longer).
-    rgb = np.ascontiguousarray(stack).reshape(count * height, width, 3).astype(np.float32)
-    rgb *= np.float32(1.0 / 255.0)
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)  # float input: L* 0..100, a* and b* unscaled
-    _, mean_a, mean_b, _ = cv2.mean(lab)  # accumulated in double
-    # Chroma about the clip's own mean: a uniform cast moves the mean, not the spread.
-    centred = cv2.subtract(lab, (0.0, mean_a, mean_b, 0.0))
-    squared_ab = cv2.transform(cv2.multiply(centred, centred), np.array([[0.0, 1.0, 1.0]], dtype=np.float32))
-    chroma = cv2.mean(cv2.sqrt(squared_ab))[0]
-    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # 0.299 R + 0.587 G + 0.114 B (BT.601), 0..1
-    return ColorStatistics(float(mean_a), float(mean_b), float(chroma), _luma_percentiles(luma))
+    accumulator = ColorAccumulator()
+    accumulator.push(np.ascontiguousarray(stack).reshape(count * height, width, 3))
+    return accumulator.statistics()
+
+
+class ColorAccumulator:
+    """`color_statistics` of frames pushed one at a time (or several as one tall image), in
+    bounded memory: what a long source's extraction feeds while it decodes, instead of keeping
+    every sample for the end.
+
+    Lab means and the luma histogram (so its percentiles) take every pixel pushed. The chroma
+    is about the mean of all of them, so it needs the pixels again: the a*b* planes of up to
+    MAX_CHROMA_PIXELS are kept (2 minutes of 320x180 samples at 2 a second); past that every
+    other kept plane is dropped and only every other push after it is kept, so the planes stay
+    spread evenly over the source. Up to that many pixels it equals `color_statistics` exactly.
+    """
+
+    MAX_CHROMA_PIXELS = 240 * 320 * 180
+
+    def __init__(self) -> None:
+        self._sum_a = self._sum_b = 0.0
+        self._pixels = 0
+        self._histogram: NDArray[np.int64] | None = None
+        self._ab: list[NDArray[np.float32]] = []
+        self._kept_pixels = 0
+        self._stride, self._pushed = 1, 0
+        self._width: int | None = None
+
+    def push(self, rgb: NDArray[np.uint8]) -> None:
+        import cv2
+
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+            raise ValueError(f"frames must be H x W x 3 RGB uint8, not {rgb.dtype} {rgb.shape}")
+        if self._width is not None and rgb.shape[1] != self._width:
+            raise ValueError(f"frame is {rgb.shape[1]} wide but the first was {self._width}: frames must be one size")
+        self._width = rgb.shape[1]
+        # uint8 -> float32 scaled in one pass (as astype then *=, bit for bit).
+        scaled = np.multiply(np.ascontiguousarray(rgb), np.float32(1.0 / 255.0), dtype=np.float32)
+        lab = cv2.cvtColor(scaled, cv2.COLOR_RGB2Lab)  # float input: L* 0..100, a* and b* unscaled
+        _, sum_a, sum_b, _ = cv2.sumElems(lab)  # accumulated in double
+        pixels = rgb.shape[0] * rgb.shape[1]
+        self._sum_a += sum_a
+        self._sum_b += sum_b
+        self._pixels += pixels
+        luma = cv2.cvtColor(scaled, cv2.COLOR_RGB2GRAY)  # 0.299 R + 0.587 G + 0.114 B (BT.601), 0..1
+        histogram = _luma_histogram(luma).astype(np.int64)  # counts past float32's exact range stay exact
+        self._histogram = histogram if self._histogram is None else self._histogram + histogram
+        if self._pushed % self._stride == 0:
+            self._ab.append(np.ascontiguousarray(lab[:, :, 1:]))
+            self._kept_pixels += pixels
+            while self._kept_pixels > self.MAX_CHROMA_PIXELS and len(self._ab) > 1:
+                self._ab = self._ab[::2]
+                self._kept_pixels = sum(ab.shape[0] * ab.shape[1] for ab in self._ab)
+                self._stride *= 2
+        self._pushed += 1
+
+    def statistics(self) -> ColorStatistics:
+        import cv2
+
+        if self._histogram is None:
+            raise ValueError("no frames to measure")
+        mean_a, mean_b = self._sum_a / self._pixels, self._sum_b / self._pixels
+        # Chroma about the source's own mean: a uniform cast moves the mean, not the spread.
+        distance_sum = 0.0
+        for ab in self._ab:
+            centred = cv2.subtract(ab, (mean_a, mean_b, 0.0, 0.0))
+            squared = cv2.transform(cv2.multiply(centred, centred), np.array([[1.0, 1.0]], dtype=np.float32))
+            distance_sum += cv2.sumElems(cv2.sqrt(squared))[0]
+        chroma = distance_sum / self._kept_pixels
+        return ColorStatistics(float(mean_a), float(mean_b), float(chroma), _luma_percentiles(self._histogram))
 
 
 _LUMA_STEPS = 255_000
 
 
-def _luma_percentiles(luma: NDArray[np.float32]) -> tuple[float, float, float, float, float]:
-    """Luma percentiles as np.percentile (linear) gives them, from a histogram instead of a
-    sort: 255000 x luma = 299 R + 587 G + 114 B is an integer for 8-bit RGB, one bin each."""
+def _luma_histogram(luma: NDArray[np.float32]) -> NDArray[np.float32]:
+    """One bin per possible 8-bit luma: 255000 x luma = 299 R + 587 G + 114 B is an integer."""
     import cv2
 
-    bins = _LUMA_STEPS + 1
     half_step = 0.5 / _LUMA_STEPS  # bins centred on the exact values
-    histogram = cv2.calcHist([luma], [0], None, [bins], [-half_step, 1.0 + half_step]).ravel()
-    cumulative = np.cumsum(histogram.astype(np.int64))
+    return cv2.calcHist([luma], [0], None, [_LUMA_STEPS + 1], [-half_step, 1.0 + half_step]).ravel()
+
+
+def _luma_percentiles(histogram: NDArray[np.int64]) -> tuple[float, float, float, float, float]:
+    """Luma percentiles as np.percentile (linear) gives them, from the histogram instead of a sort."""
+    cumulative = np.cumsum(histogram)
     last = int(cumulative[-1]) - 1
     values = []
     for percentile in LUMA_PERCENTILES:

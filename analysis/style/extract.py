@@ -60,19 +60,22 @@ def extract_style(path: str | Path, *, on_progress: ProgressFn | None = None,
 
     report("video_analysis", 0.0)
     shots, motion = video.ShotAnalyser(info.frame_rate or None), video.MotionAnalyser()
-    colour_frames, next_colour, last_report = [], 0.0, 0.0
+    # Colour statistics gather while the decoder works (the loop waits on it most of the time),
+    # in bounded memory: a long source no longer keeps every sample for the end.
+    colour, colour_samples, next_colour, last_report = color.ColorAccumulator(), 0, 0.0, 0.0
     for t, rgb in video.decode_small_frames(path, info=info):
         shots.push(t, rgb)
         motion.push(t, rgb)
         if t + 1e-6 >= next_colour:
-            colour_frames.append(rgb)
+            colour.push(rgb)
+            colour_samples += 1
             next_colour = t + COLOUR_SAMPLE_SECONDS
         if t - last_report >= 1.0:
             last_report = t
             report("video_analysis", min(99.0, 100.0 * t / duration))
             if cancel.is_set():
                 raise StyleExtractionCancelled()
-    if not colour_frames:
+    if not colour_samples:
         raise MediaError("source has no decodable video frames")
 
     report("audio_analysis", 0.0)
@@ -85,9 +88,9 @@ def extract_style(path: str | Path, *, on_progress: ProgressFn | None = None,
         motion.cut(transition.start_seconds, transition.duration_seconds)
     motion_result = motion.result()
     report("style_extraction", 0.0)
-    grade = color.measure_grade(colour_frames)
+    grade = color.grade_of(colour.statistics())
 
-    confidence = _confidence(colour_samples=len(colour_frames), duration=info.duration_seconds,
+    confidence = _confidence(colour_samples=colour_samples, duration=info.duration_seconds,
                              has_audio=heard.style is not None)  # fmt: skip
     beats = heard.beats
     return StyleDNA(

@@ -19,6 +19,7 @@ import pytest
 from analysis.style.color import (
     GRADE_FIELDS,
     NEUTRAL_REFERENCE,
+    ColorAccumulator,
     ColorGrade,
     apply_filters,
     color_statistics,
@@ -107,6 +108,36 @@ def test_luma_percentiles_match_numpy():
     luma = frames.reshape(-1, 3).astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255
     expected = np.percentile(luma, [10, 25, 50, 75, 90])
     assert color_statistics(frames).luma_percentiles == pytest.approx(expected, abs=1e-9)
+
+
+def test_frames_pushed_one_at_a_time_measure_as_the_whole_stack():
+    frames = np.random.default_rng(5).integers(0, 256, (12, 36, 64, 3), dtype=np.uint8)
+    frames[:6, :, :, 0] //= 3  # half the frames cooler: the chroma is about the pooled mean
+    accumulator = ColorAccumulator()
+    for frame in frames:
+        accumulator.push(frame)
+    pooled, streamed = color_statistics(frames), accumulator.statistics()
+    assert streamed.luma_percentiles == pooled.luma_percentiles
+    assert (streamed.mean_a, streamed.mean_b, streamed.chroma) == pytest.approx(
+        (pooled.mean_a, pooled.mean_b, pooled.chroma), rel=1e-6)
+
+
+def test_a_long_source_keeps_a_bounded_even_sample_for_its_chroma():
+    rng = np.random.default_rng(6)
+    frames = rng.integers(0, 256, (64, 18, 32, 3), dtype=np.uint8)
+    accumulator = ColorAccumulator()
+    accumulator.MAX_CHROMA_PIXELS = 10 * 18 * 32  # ten frames' worth
+    for frame in frames:
+        accumulator.push(frame)
+    kept = accumulator._ab
+    assert 5 <= len(kept) <= 10 and accumulator._stride == 8
+    pooled, streamed = color_statistics(frames), accumulator.statistics()
+    # Means and percentiles still take every pixel; the chroma is estimated from the kept planes.
+    assert streamed.luma_percentiles == pooled.luma_percentiles
+    assert (streamed.mean_a, streamed.mean_b) == pytest.approx((pooled.mean_a, pooled.mean_b), rel=1e-6)
+    assert streamed.chroma == pytest.approx(pooled.chroma, rel=0.02)
+    with pytest.raises(ValueError, match="no frames"):
+        ColorAccumulator().statistics()
 
 
 # ------------------------------------------------------------------------ known answers
