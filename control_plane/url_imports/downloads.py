@@ -1,7 +1,7 @@
 """Jobs made from a URL: the video is downloaded in the background, then the job is queued.
 
 A job starts in `downloading` with no video. A worker of the app's DownloadPool fetches
-the URL through the address guard (control_plane/url_imports/address_guard.py) into storage, probes
+the URL through the address guard (reelfarm/address_guard.py) into storage, probes
 it like an upload (videos.service.create_video_from_upload), attaches the video and moves
 the job to `queued`, where the scheduler picks it up. Any failure fails the job with a
 readable reason. Jobs still `downloading` when the API starts (it was stopped or
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from control_plane.billing.plans import PlanBook
 from control_plane.errors import ApiError
 from control_plane.jobs import service as jobs
-from control_plane.url_imports.address_guard import (
+from reelfarm.address_guard import (
     AddressPolicy,
     FetchError,
     FetchRefused,

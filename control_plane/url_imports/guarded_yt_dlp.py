@@ -1,4 +1,4 @@
-"""yt-dlp with every request it makes going through the address guard (address_guard.py).
+"""yt-dlp with every request it makes going through the address guard (reelfarm/address_guard.py).
 
 yt-dlp has its own HTTP stack (urllib, requests, curl_cffi, websockets), and a page it
 reads names further hosts: the video's CDN, manifests, fragments, redirects. Checking only
@@ -31,7 +31,7 @@ import yt_dlp
 from yt_dlp.networking.common import RequestHandler, Response
 from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
 
-from control_plane.url_imports.address_guard import (
+from reelfarm.address_guard import (
     DEFAULT_MAX_REDIRECTS,
     AddressPolicy,
     FetchRefused,

@@ -28,7 +28,7 @@ from standardwebhooks.webhooks import Webhook
 from control_plane.accounts import service as accounts
 from control_plane.accounts.service import Principal
 from control_plane.errors import ApiError
-from control_plane.url_imports.address_guard import AddressPolicy, FetchRefused, check_url_syntax
+from reelfarm.address_guard import AddressPolicy, FetchRefused, check_url_syntax
 from reelfarm.database import utcnow
 from reelfarm.models.accounts import Account
 from reelfarm.models.webhooks import WebhookDelivery, WebhookEvent

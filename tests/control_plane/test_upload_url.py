@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from control_plane.main import create_app
 from control_plane.url_imports import downloads
-from control_plane.url_imports.address_guard import AddressPolicy, FetchRefused, parse_networks
+from reelfarm.address_guard import AddressPolicy, FetchRefused, parse_networks
 from harness.polling import wait_until
 from reelfarm.database import make_engine, make_session_factory
 from reelfarm.migrate import upgrade

@@ -1,7 +1,9 @@
 """Server-side HTTP fetches that cannot be pointed at the server's own network (SSRF guard).
 
-Every fetch the server makes on a user's behalf (URL ingest now, webhooks later) goes
-through `guarded_client()` / `open_url()`:
+Every fetch the server makes on a user's behalf (URL ingest, webhooks, campaign page
+pre-flights) goes through `guarded_client()` / `open_url()`; the campaign page capture
+(render_nodes/campaigns/capture.py) checks every request its browser makes with
+`AddressPolicy`. It lives on the ground floor so that render nodes can use it too:
 
 - only `http` and `https` URLs, with a host and without userinfo (`user:pw@`); any port;
 - the host is resolved with `socket.getaddrinfo` and the fetch is refused when ANY of its
