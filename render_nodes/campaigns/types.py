@@ -21,6 +21,8 @@ class PageCapture:
     section_screenshots: tuple[Path, ...]  # 1080x1920 viewport PNGs, top to bottom
     full_page_screenshot: Path
     image_urls: tuple[str, ...] = field(default_factory=tuple)
+    # Requests the capture refused under the address policy ("URL: why"), in order.
+    refused_requests: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
