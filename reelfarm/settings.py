@@ -53,9 +53,10 @@ class Settings(BaseSettings):
     # Content-addressed blobs (/api/v1/blobs): one presigned PUT each, so at most 5 GiB.
     max_blob_bytes: int = Field(default=5 << 30, ge=1, le=5 << 30)
     upload_chunk_bytes: int = 1 << 20
-    # URL ingest (control_plane/url_imports/) and every other server-side fetch refuse private,
-    # loopback, link-local, CGNAT and metadata addresses; networks listed here (CIDR, as a
-    # JSON list or comma-separated: "10.0.0.0/8,192.168.1.0/24") are allowed anyway.
+    # URL ingest, webhooks, campaign page captures and every other server-side fetch
+    # (reelfarm/address_guard.py) refuse private, loopback, link-local, CGNAT and metadata
+    # addresses; networks listed here (CIDR, as a JSON list or comma-separated:
+    # "10.0.0.0/8,192.168.1.0/24") are allowed anyway.
     fetch_allow_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Background URL downloads running at once (threads of the API process).
     url_download_workers: int = Field(default=2, ge=1, le=64)
@@ -137,6 +138,15 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_model: str = "gpt-4o-mini"
     llm_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    # Translating campaign scripts into languages other than the page's (analysis/campaigns/
+    # translate.py); no offline translation model exists, so without one only the page's own
+    # language is voiced. "auto": the LibreTranslate-compatible server at translate_url when set,
+    # else the LLM above when set, else none.
+    translator: Literal["auto", "libretranslate", "llm", "none"] = "auto"
+    # A LibreTranslate-compatible server's root (POST {translate_url}/translate), and its key.
+    translate_url: str | None = None
+    translate_api_key: str | None = None
+    translate_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
 
     @field_validator("data_dir", "work_dir", "grpc_tls_cert", "grpc_tls_key", "grpc_tls_ca")
     @classmethod
