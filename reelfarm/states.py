@@ -33,6 +33,10 @@ class JobStage(StrEnum):
     selecting = "selecting"  # the scheduler picks the moments (analysis/selection.py)
     styling = "styling"  # the source's Style DNA is extracted (analysis/style/)
     rendering = "rendering"
+    # A campaign's (reelfarm/campaigns.py): its page captured, its script written, voiced.
+    collecting = "collecting"
+    scripting = "scripting"
+    voiceover = "voiceover"
 
 
 class TaskKind(StrEnum):
@@ -42,14 +46,22 @@ class TaskKind(StrEnum):
     analyze = "analyze"  # face presence over the source, from keyframes
     render = "render"  # one clip
     style = "style"  # the source's Style DNA (v1 jobs; once per source SHA-256)
+    capture = "capture"  # a campaign's web page: screenshots and text (render_nodes/campaigns/capture.py)
+    script = "script"  # a campaign's script in each of its languages (analysis/campaigns/)
+    campaign_video = "campaign_video"  # one language's voiceover and video (render_nodes/campaigns/)
 
 
 # The order a job's tasks run in, and are listed in: finding the moments, then the clips.
-TASK_KIND_ORDER: tuple[TaskKind, ...] = (TaskKind.style, TaskKind.transcribe, TaskKind.analyze, TaskKind.render)
+TASK_KIND_ORDER: tuple[TaskKind, ...] = (TaskKind.style, TaskKind.transcribe, TaskKind.analyze, TaskKind.render,
+                                         TaskKind.capture, TaskKind.script, TaskKind.campaign_video)  # fmt: skip
 # What moment selection waits for (a style task runs beside them and the renders).
 ANALYSIS_KINDS = frozenset({TaskKind.transcribe, TaskKind.analyze})
 STAGE_OF_KIND = {TaskKind.transcribe: JobStage.transcribing, TaskKind.analyze: JobStage.analyzing,
-                 TaskKind.render: JobStage.rendering, TaskKind.style: JobStage.styling}  # fmt: skip
+                 TaskKind.render: JobStage.rendering, TaskKind.style: JobStage.styling,
+                 TaskKind.capture: JobStage.collecting, TaskKind.script: JobStage.scripting,
+                 TaskKind.campaign_video: JobStage.voiceover}  # fmt: skip
+# A campaign job's own stages (its campaign's status says more); no video job has them.
+CAMPAIGN_JOB_STAGES = frozenset({JobStage.collecting, JobStage.scripting, JobStage.voiceover})
 # Jobs the scheduler or the downloader may still change; the rest are final.
 ACTIVE_JOB_STATUSES = (JobStatus.queued, JobStatus.downloading, JobStatus.processing)
 
@@ -75,6 +87,19 @@ class StyleExtractionState(StrEnum):
     requested = "requested"    # waiting for the scheduler to give it a style task
     extracting = "extracting"  # following a style task: its own, or one a job already runs for the source
     failed = "failed"          # the task failed for good; reported once, then the row is gone (a retry)
+
+
+class CampaignStatus(StrEnum):
+    """A campaign's status, as seeds/004 names them (reelfarm/campaigns.py moves it)."""
+
+    collecting = "collecting"  # its page is being captured
+    processing = "processing"  # captured; its script is next
+    scripting = "scripting"  # the script is written (and translated)
+    voiceover = "voiceover"  # its languages are voiced
+    rendering = "rendering"  # its videos are rendered
+    review = "review"  # every video is ready: approve to publish
+    published = "published"
+    failed = "failed"
 
 
 class InvalidTransition(Exception):
@@ -147,6 +172,25 @@ STYLE_EXTRACTION_MACHINE = StateMachine(
         }
     ),
     terminal=frozenset({X.failed}),
+)
+
+
+C = CampaignStatus
+_WORKING = (C.collecting, C.processing, C.scripting, C.voiceover, C.rendering)
+
+CAMPAIGN_MACHINE = StateMachine(
+    name="campaign",
+    edges=_edges(
+        {
+            # Forward through the pipeline (a stage may be passed over when its work was quick);
+            # any working state may fail (a cancel is a failure whose reason says so).
+            **{state: {*_WORKING[i + 1 :], C.review, C.failed} for i, state in enumerate(_WORKING)},
+            C.review: {C.published, C.failed},
+            C.published: set(),
+            C.failed: set(),
+        }
+    ),
+    terminal=frozenset({C.published, C.failed}),
 )
 
 

@@ -69,6 +69,7 @@ class RenderNode:
                 "sample_fps": self.settings.analysis_sample_fps,
                 "frame_buffer_mb": self.settings.render_frame_buffer_mb,
                 "hwaccel": "cuda" if "cuda" in capabilities["hwaccels"] else None,
+                "settings": self.settings,  # campaign tasks: the fetch policy, the LLM, the translator
             },
         )
         host = self.settings.node_host or _node_ip()

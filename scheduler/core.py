@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from analysis.llm import LlmConfig
 from reelfarm import nodes as node_rows
+from reelfarm.campaigns import CAMPAIGN_API, campaign_of_job
 from reelfarm.database import conflict_insert, new_id, session_scope, utcnow
 from reelfarm.job_lifecycle import finish_job
 from reelfarm.models import Artifact, Clip, Job, SourceStyle, StyleExtraction, Task, Video
@@ -49,7 +50,7 @@ from reelfarm.states import (
     decide,
     transition,
 )
-from scheduler import planner
+from scheduler import campaigns, planner
 from scheduler.metrics import SchedulerMetrics
 
 if TYPE_CHECKING:
@@ -63,7 +64,12 @@ NO_SPEECH = "no speech found"
 ANALYSIS_SHARE = 30.0
 # What a task failure says it was, in the job's error.
 TASK_DESCRIPTION = {TaskKind.render: "clip {index}", TaskKind.transcribe: "transcription of part {index}",
-                    TaskKind.analyze: "face analysis", TaskKind.style: "style extraction"}  # fmt: skip
+                    TaskKind.analyze: "face analysis", TaskKind.style: "style extraction",
+                    TaskKind.capture: "page capture", TaskKind.script: "script",
+                    TaskKind.campaign_video: "video {index}"}  # fmt: skip
+# Which TaskSpec field carries each kind's spec (proto/reelfarm/v1/common.proto); the rest: "analysis".
+_SPEC_FIELD = {TaskKind.render: "render", TaskKind.capture: "campaign", TaskKind.script: "campaign",
+               TaskKind.campaign_video: "campaign"}  # fmt: skip
 
 
 def analysis_stage(tasks: list) -> JobStage:
@@ -286,6 +292,16 @@ class SchedulerCore:
             jobs = s.scalars(
                 select(Job).where(Job.planned.is_(False), Job.status == JobStatus.queued).limit(500)
             ).all()
+            # A campaign's job starts with capturing its page (scheduler/campaigns.py plans what follows).
+            campaign_jobs = [j for j in jobs if j.api == CAMPAIGN_API]
+            jobs = [j for j in jobs if j.api != CAMPAIGN_API]
+            campaign_rows = []
+            for job in campaign_jobs:
+                job.planned = True
+                if (campaign := campaign_of_job(s, job.id)) is not None:
+                    campaign_rows.append(campaigns.capture_row(job, campaign, self.config.max_attempts))
+            if campaign_rows:
+                s.execute(insert(Task), campaign_rows)
             videos = {v.id: v for v in s.scalars(select(Video).where(Video.id.in_({j.video_id for j in jobs})))}
             # v1 jobs report their source's Style DNA, and a job that applies a template needs the
             # template's: each extracted once per SHA-256, beside the job's other tasks.
@@ -635,7 +651,7 @@ class SchedulerCore:
             "lease_id": lease_id,
             "attempt": attempt,
             "kind": task.kind,
-            ("render" if task.kind == TaskKind.render else "analysis"): task.spec,
+            _SPEC_FIELD.get(task.kind, "analysis"): task.spec,
             "required_encoders": list(task.required_encoders or []),
         }
 
@@ -973,9 +989,13 @@ class SchedulerCore:
         tasks_by_job: dict[str, list[Task]] = defaultdict(list)
         for task in s.scalars(select(Task).where(Task.job_id.in_(job_ids))):
             tasks_by_job[task.job_id].append(task)
+        next_stage: list[dict] = []  # a campaign's next tasks, planned from the ones that completed
         for job in s.scalars(select(Job).where(Job.id.in_(job_ids))):
             tasks = tasks_by_job.get(job.id)
             if not tasks:
+                continue
+            if job.api == CAMPAIGN_API:
+                next_stage += campaigns.refresh(s, job, tasks, max_attempts=self.config.max_attempts)
                 continue
             renders = [t for t in tasks if t.kind == TaskKind.render]
             awaiting_style = (job.render_settings or {}).get("awaiting_style")
@@ -1005,6 +1025,8 @@ class SchedulerCore:
                 continue
             if all(t.state == TaskState.completed for t in tasks):
                 finish_job(s, job, JobStatus.completed, tasks=tasks)
+        if next_stage:
+            s.execute(insert(Task), next_stage)
 
     def flush_progress(self) -> int:
         """Write the latest progress of every task that moved (throttled: one write per flush)."""

@@ -19,6 +19,8 @@ def _task_spec(spec: dict) -> common_pb2.TaskSpec:
         fields["render"] = common_pb2.RenderSpec(**spec["render"])
     if "analysis" in spec:
         fields["analysis"] = common_pb2.AnalysisSpec(**spec["analysis"])
+    if "campaign" in spec:
+        fields["campaign"] = common_pb2.CampaignSpec(**spec["campaign"])
     return common_pb2.TaskSpec(**fields)
 
 

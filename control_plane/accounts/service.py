@@ -24,7 +24,7 @@ from reelfarm.models.accounts import Account, ApiKey, Membership, User, UserSess
 KEY_PREFIX = "rf_live_"
 ROLES = ("owner", "admin", "member")
 # What a key may do; every key gets all of them unless it is created with fewer.
-SCOPES = ("uploads:write", "jobs:read", "jobs:write", "clips:read", "assets:read", "assets:write")
+SCOPES = ("uploads:write", "jobs:read", "jobs:write", "clips:read", "assets:read", "assets:write", "campaigns:create")
 SESSION_LIFETIME = timedelta(days=14)
 INVALID_KEY = "invalid or revoked API key"
 NO_API_ACCESS = "Your plan does not include API access"

@@ -33,7 +33,7 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from control_plane.url_imports.address_guard import AddressPolicy, describe, guarded_client
+from reelfarm.address_guard import AddressPolicy, describe, guarded_client
 from control_plane.v1 import results
 from control_plane.webhooks import service
 from reelfarm import outbox
@@ -69,8 +69,25 @@ def render_job_body(session: Session, event: WebhookEvent, settings: Settings) -
                        "timestamp": iso_z(event.created_at)}, separators=(",", ":"))  # fmt: skip
 
 
-# Event name prefix -> renderer, for events recorded without a body (campaigns add theirs).
-RENDERERS: dict[str, Callable[[Session, WebhookEvent, Settings], str | None]] = {"job.": render_job_body}
+def render_campaign_body(session: Session, event: WebhookEvent, settings: Settings) -> str | None:
+    """seeds/004: `{event, campaign_id, status, videos, timestamp}`, videos as GET shows them."""
+    from control_plane.campaigns.service import campaign_document
+    from reelfarm.models.campaigns import Campaign
+
+    campaign = session.get(Campaign, event.subject_id)
+    if campaign is None:
+        return None
+    document = campaign_document(session=session, campaign=campaign, base_url=settings.public_url)
+    body = {"event": event.event, "campaign_id": campaign.id, "status": campaign.status,
+            "videos": document["videos"], "timestamp": iso_z(event.created_at)}  # fmt: skip
+    if campaign.error:
+        body["error"] = campaign.error
+    return json.dumps(body, separators=(",", ":"))
+
+
+# Event name prefix -> renderer, for events recorded without a body.
+RENDERERS: dict[str, Callable[[Session, WebhookEvent, Settings], str | None]] = {
+    "job.": render_job_body, "campaign.": render_campaign_body}
 
 
 def render_body(session: Session, event: WebhookEvent, settings: Settings) -> str | None:

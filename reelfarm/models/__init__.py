@@ -6,6 +6,7 @@ Alembic's env.py and create_all import it; each service imports the models it us
 from reelfarm.models.accounts import Account, ApiKey, Membership, User, UserSession
 from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformVariant
 from reelfarm.models.billing import QuotaUsage
+from reelfarm.models.campaigns import Campaign, CampaignVideo
 from reelfarm.models.blobs import Asset, Blob, UploadUrl
 from reelfarm.models.clips import Artifact, Clip
 from reelfarm.models.jobs import Job
@@ -17,7 +18,7 @@ from reelfarm.models.videos import Video
 from reelfarm.models.webhooks import WebhookDelivery, WebhookEvent
 
 __all__ = [
-    "Account", "ApiKey", "Artifact", "Asset", "Batch", "BatchItem", "Blob", "Clip", "ItemTag", "Job", "Membership",
+    "Account", "ApiKey", "Artifact", "Asset", "Batch", "BatchItem", "Blob", "Campaign", "CampaignVideo", "Clip", "ItemTag", "Job", "Membership",
     "NodeHeartbeat", "PlatformVariant", "Project", "QuotaUsage", "SourceStyle", "StyleExtraction", "Task", "UploadUrl",
     "User", "UserSession", "Video", "WebhookDelivery", "WebhookEvent",
 ]  # fmt: skip

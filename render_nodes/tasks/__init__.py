@@ -39,11 +39,20 @@ def run_task(task: dict, **kwargs) -> TaskOutcome:
     return outcome
 
 
-def _run_task(task: dict, *, engines=None, **render_kwargs) -> TaskOutcome:
+def _run_task(task: dict, *, engines=None, settings=None, **render_kwargs) -> TaskOutcome:
     kind = task.get("kind") or TaskKind.render
     if kind == TaskKind.render:
         return run_render_task(task, **render_kwargs)
     common = {k: render_kwargs[k] for k in ("storage", "work_dir", "on_progress", "cancel")}
+    if kind in (TaskKind.capture, TaskKind.script, TaskKind.campaign_video):
+        from render_nodes.tasks import campaign  # Chromium, the voices and the script load with the first one
+
+        if settings is None:
+            raise TaskFailure(f"this node cannot run {kind} tasks (no settings)", retryable=False)
+        run = {TaskKind.capture: campaign.run_capture_task, TaskKind.script: campaign.run_script_task,
+               TaskKind.campaign_video: campaign.run_campaign_video_task}[TaskKind(kind)]  # fmt: skip
+        return TaskOutcome(artifacts=[], result=run(task, settings=settings, encoders=render_kwargs.get("encoders"),
+                                                    **common))  # fmt: skip
     if kind == TaskKind.transcribe:
         if engines is None:
             from render_nodes.speech.engines import SpeechEngines
