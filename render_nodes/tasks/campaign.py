@@ -16,6 +16,7 @@ import dataclasses
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from reelfarm.address_guard import AddressPolicy
@@ -128,6 +129,7 @@ def run_campaign_video_task(task: dict, *, storage: Storage, work_dir: Path, on_
     folder = _work_dir(task, work_dir)
     try:
         on_progress("voiceover", 0.0)
+        began = time.monotonic()
         try:
             voice = synthesize(script.lines, language, folder / f"voice_{language}.wav")
         except VoiceUnavailable as exc:
@@ -137,6 +139,7 @@ def run_campaign_video_task(task: dict, *, storage: Storage, work_dir: Path, on_
         voice = within(voice, SPOKEN_SECONDS[1], folder / f"voice_{language}_fitted.wav")
         if cancel.is_set():
             raise TaskFailure("cancelled", retryable=False)
+        voiced = time.monotonic()
         on_progress("rendering", 0.0)
         screenshots = []
         for index, key in enumerate(spec.get("screenshot_keys") or []):
@@ -153,10 +156,12 @@ def run_campaign_video_task(task: dict, *, storage: Storage, work_dir: Path, on_
                                   domain=spec.get("domain") or "", language=language, out_dir=folder,
                                   encoder=encoder, x264_preset=spec.get("x264_preset") or "veryfast",
                                   on_progress=lambda pct: on_progress("rendering", pct), cancel=cancel)  # fmt: skip
+        rendered = time.monotonic()
         on_progress("uploading", 97.0)
         stored_video = _stored(storage, Path(video.video), "video/mp4")
         stored_poster = _stored(storage, Path(video.poster), "image/jpeg")
         return {"language": language, "engine": voice.engine, "duration_seconds": video.duration_seconds,
+                "voice_seconds": round(voiced - began, 3), "render_seconds": round(rendered - voiced, 3),
                 "width": video.width, "height": video.height, "video": stored_video, "poster": stored_poster}  # fmt: skip
     finally:
         shutil.rmtree(folder, ignore_errors=True)
