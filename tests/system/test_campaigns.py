@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -219,3 +221,34 @@ def test_without_a_translator_only_the_pages_own_language_is_accepted(start_stac
     default = http.post("/api/v1/campaigns", json={"url": f"{pages}/product"})
     assert default.status_code == 200 and default.json()["languages"] == ["en"], default.text
     http.post(f"/api/v1/campaigns/{default.json()['campaign_id']}/cancel")
+
+
+def test_scope_quota_and_a_page_that_never_answers(stack, pages):
+    from control_plane.accounts import service as accounts
+    from reelfarm import quotas
+
+    with session_scope(stack.session_factory) as session:
+        owner = accounts.get_or_create_account(session=session, name="scoped", plan="growth")
+        narrow = accounts.create_api_key(session=session, account=owner, scopes=["jobs:read"])
+        quotas.charge(session, account_id=owner.id, videos=39, limit=None)  # 39 of growth's 40 used
+    body = {"url": f"{pages}/product", "languages": ["en", "ja"]}
+    refused = httpx.post(f"{stack.base_url}/api/v1/campaigns", json=body, headers={"X-API-Key": narrow}, timeout=30)
+    assert refused.status_code == 403 and "campaigns:create" in refused.json()["error"], refused.text
+    http = _http(stack, account="scoped", plan="growth")
+    over = http.post("/api/v1/campaigns", json=body)  # two videos, one left
+    assert over.status_code == 429 and "39 of 40" in over.json()["error"], over.text
+    assert http.get("/api/v1/campaigns").json()["campaigns"] == []  # nothing made or charged
+    assert http.post("/api/v1/campaigns", json={**body, "languages": ["en"]}).status_code == 200
+
+    # A page that never answers: the pre-flight gives up within its bound, and says so.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the connection, never answers
+    try:
+        began = time.monotonic()
+        hung = http.post("/api/v1/campaigns", json={"url": f"http://127.0.0.1:{silent.getsockname()[1]}/",
+                                                   "languages": ["en"]})  # fmt: skip
+        assert hung.status_code == 422 and "did not answer" in hung.json()["error"], hung.text
+        assert time.monotonic() - began < 15
+    finally:
+        silent.close()
