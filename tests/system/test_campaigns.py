@@ -45,6 +45,17 @@ PRODUCT = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>A
 <p>Your notes are encrypted on your device before they ever leave it, and only you hold the key.</p>
 <p>More than twenty thousand teams switched last year, and most of them never looked back.</p></section>
 </body></html>"""
+PRODUCT_JA = """<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>アクメノート</title></head>
+<body style="font-size:32px"><section style="min-height:1900px"><h1>メモが自分で整理されるノートアプリ</h1>
+<p>アクメノートは、あなたが書いたメモを自動で正しいプロジェクトに振り分けます。</p>
+<p>もう探し物に時間を使う必要はありません。二文字入力するだけで目的のメモが見つかります。</p>
+<button>無料で試してみる</button></section><section><h2>チームのための機能</h2>
+<p>ホワイトボードの写真からも文字を読み取り、あとから検索できるようにします。</p>
+<p>オフラインでも動作し、オンラインに戻った瞬間にすべての端末で同期されます。</p>
+<p>リンクひとつでノートを共有でき、チームの変更がリアルタイムで反映されます。</p>
+<p>リマインダーは机からスマートフォンまで、あなたの予定についていきます。</p>
+<p>メモは端末の上で暗号化され、鍵を持っているのはあなただけです。</p>
+<p>昨年は二万以上のチームが乗り換え、そのほとんどが満足しています。</p></section></body></html>"""
 LOGIN = """<!doctype html><html lang="en"><head><title>Sign in</title></head><body><h1>Sign in</h1>
 <form><input name="user"><input type="password" name="pw"><button>Sign in</button></form></body></html>"""
 EMPTY = """<!doctype html><html lang="en"><head><title>x</title></head><body><div></div></body></html>"""
@@ -61,7 +72,7 @@ JAPANESE = ["アクメノートは、書いたメモを自動で正しいプロ�
 
 
 class _Pages(BaseHTTPRequestHandler):
-    routes = {"/product": (200, PRODUCT), "/login": (200, LOGIN), "/private": (401, "<h1>no</h1>"),
+    routes = {"/product": (200, PRODUCT), "/ja": (200, PRODUCT_JA), "/login": (200, LOGIN), "/private": (401, "<h1>no</h1>"),
               "/empty": (200, EMPTY)}  # fmt: skip
 
     def do_GET(self):  # noqa: N802 - http.server's name
@@ -252,3 +263,13 @@ def test_scope_quota_and_a_page_that_never_answers(stack, pages):
         assert time.monotonic() - began < 15
     finally:
         silent.close()
+
+
+def test_a_japanese_page_is_voiced_in_japanese_without_translation(stack, pages):
+    http = _http(stack)
+    created = http.post("/api/v1/campaigns", json={"url": f"{pages}/ja", "languages": ["ja"]})
+    assert created.status_code == 200, created.text
+    campaign = _finished(http, created.json()["campaign_id"])
+    assert campaign["status"] == "review" and campaign["page_language"] == "ja", campaign
+    (video, *_) = campaign["videos"]
+    assert video["language"] == "ja" and video["voice"] == "kokoro" and 30 <= video["duration_seconds"] <= 45
