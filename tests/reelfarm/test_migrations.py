@@ -41,3 +41,36 @@ def _head() -> str:
     from reelfarm.migrate import alembic_config
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def test_keys_that_held_every_scope_get_campaigns_create(engine):
+    """0011: a default key made before campaigns existed can create them; a narrowed one cannot."""
+    import json
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from reelfarm.migrate import alembic_config
+
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    full = ["uploads:write", "jobs:read", "jobs:write", "clips:read", "assets:read", "assets:write"]
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0010")
+        connection.execute(text("INSERT INTO accounts (id, name, plan, created_at) VALUES ('acc_1', 'a', 'growth', "
+                                "CURRENT_TIMESTAMP)"))  # fmt: skip
+        for key_id, scopes in (("key_full", full), ("key_narrow", ["jobs:read"]), ("key_every", None)):
+            connection.execute(text("INSERT INTO api_keys (id, account_id, key_hash, prefix, name, scopes, created_at) "
+                                    "VALUES (:id, 'acc_1', :id, 'rf_live_', '', :scopes, CURRENT_TIMESTAMP)"),
+                               {"id": key_id, "scopes": None if scopes is None else json.dumps(scopes)})  # fmt: skip
+        command.upgrade(config, "0011")
+
+        def scopes_of(key_id: str):
+            value = connection.execute(text("SELECT scopes FROM api_keys WHERE id = :id"), {"id": key_id}).scalar()
+            return json.loads(value) if isinstance(value, str) else value
+
+        assert scopes_of("key_full") == [*full, "campaigns:create"]
+        assert scopes_of("key_narrow") == ["jobs:read"]
+        assert scopes_of("key_every") is None  # None already means every scope
+        command.downgrade(config, "0010")
+        assert scopes_of("key_full") == full

@@ -1,5 +1,8 @@
 """campaigns and campaign_videos: web pages made into voiced vertical videos (seeds/004)
 
+Keys that held every scope there was (the default) get the new `campaigns:create` too, as a key
+made now would: 004 attaches it to every key.
+
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-06 08:00:00
@@ -16,7 +19,25 @@ branch_labels = None
 depends_on = None
 
 
+# Every scope before this revision: a key holding all of them was made with the default.
+_FULL_BEFORE = {"uploads:write", "jobs:read", "jobs:write", "clips:read", "assets:read", "assets:write"}
+_NEW_SCOPE = "campaigns:create"
+
+
+def _rescope(add: bool) -> None:
+    keys = sa.table("api_keys", sa.column("id", sa.String), sa.column("scopes", sa.JSON))
+    connection = op.get_bind()
+    for key_id, scopes in connection.execute(sa.select(keys.c.id, keys.c.scopes)).all():
+        scopes = list(scopes or [])
+        if add and _FULL_BEFORE <= set(scopes) and _NEW_SCOPE not in scopes:
+            connection.execute(keys.update().where(keys.c.id == key_id).values(scopes=[*scopes, _NEW_SCOPE]))
+        elif not add and _NEW_SCOPE in scopes:
+            connection.execute(keys.update().where(keys.c.id == key_id)
+                               .values(scopes=[x for x in scopes if x != _NEW_SCOPE]))  # fmt: skip
+
+
 def upgrade() -> None:
+    _rescope(add=True)
     op.create_table(
         "campaigns",
         sa.Column("id", sa.String(length=36), nullable=False),
@@ -64,6 +85,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _rescope(add=False)
     with op.batch_alter_table("campaign_videos") as batch_op:
         batch_op.drop_index(batch_op.f("ix_campaign_videos_campaign_id"))
     op.drop_table("campaign_videos")
