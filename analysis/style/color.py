@@ -297,6 +297,8 @@ class ColorAccumulator:
         self._sum_a = self._sum_b = 0.0
         self._pixels = 0
         self._histogram: NDArray[np.int64] | None = None
+        self._pending: NDArray[np.float32] | None = None  # counts not folded into _histogram yet
+        self._pending_pixels = 0
         self._ab: list[NDArray[np.float32]] = []
         self._kept_pixels = 0
         self._stride, self._pushed = 1, 0
@@ -319,8 +321,12 @@ class ColorAccumulator:
         self._sum_b += sum_b
         self._pixels += pixels
         luma = cv2.cvtColor(scaled, cv2.COLOR_RGB2GRAY)  # 0.299 R + 0.587 G + 0.114 B (BT.601), 0..1
-        histogram = _luma_histogram(luma).astype(np.int64)  # counts past float32's exact range stay exact
-        self._histogram = histogram if self._histogram is None else self._histogram + histogram
+        # cv2 adds into a float32 histogram in place; it is folded into int64 counts before any
+        # bin could pass float32's exact range (2^24), so the percentiles stay exact.
+        if self._pending_pixels + pixels >= 2**24:
+            self._fold()
+        self._pending = _luma_histogram(luma, into=self._pending)
+        self._pending_pixels += pixels
         if self._pushed % self._stride == 0:
             self._ab.append(np.ascontiguousarray(lab[:, :, 1:]))
             self._kept_pixels += pixels
@@ -330,9 +336,16 @@ class ColorAccumulator:
                 self._stride *= 2
         self._pushed += 1
 
+    def _fold(self) -> None:
+        if self._pending is not None:
+            counts = self._pending.astype(np.int64)
+            self._histogram = counts if self._histogram is None else self._histogram + counts
+            self._pending, self._pending_pixels = None, 0
+
     def statistics(self) -> ColorStatistics:
         import cv2
 
+        self._fold()
         if self._histogram is None:
             raise ValueError("no frames to measure")
         mean_a, mean_b = self._sum_a / self._pixels, self._sum_b / self._pixels
@@ -349,17 +362,21 @@ class ColorAccumulator:
 _LUMA_STEPS = 255_000
 
 
-def _luma_histogram(luma: NDArray[np.float32]) -> NDArray[np.float32]:
-    """One bin per possible 8-bit luma: 255000 x luma = 299 R + 587 G + 114 B is an integer."""
+def _luma_histogram(luma: NDArray[np.float32], into: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+    """One bin per possible 8-bit luma (255000 x luma = 299 R + 587 G + 114 B is an integer);
+    added to `into` in place when given."""
     import cv2
 
     half_step = 0.5 / _LUMA_STEPS  # bins centred on the exact values
-    return cv2.calcHist([luma], [0], None, [_LUMA_STEPS + 1], [-half_step, 1.0 + half_step]).ravel()
+    ranges = [-half_step, 1.0 + half_step]
+    if into is None:
+        return cv2.calcHist([luma], [0], None, [_LUMA_STEPS + 1], ranges)
+    return cv2.calcHist([luma], [0], None, [_LUMA_STEPS + 1], ranges, hist=into, accumulate=True)
 
 
 def _luma_percentiles(histogram: NDArray[np.int64]) -> tuple[float, float, float, float, float]:
     """Luma percentiles as np.percentile (linear) gives them, from the histogram instead of a sort."""
-    cumulative = np.cumsum(histogram)
+    cumulative = np.cumsum(histogram.ravel())
     last = int(cumulative[-1]) - 1
     values = []
     for percentile in LUMA_PERCENTILES:

@@ -308,3 +308,16 @@ def test_the_calibration_tables_still_describe_this_ffmpeg(neutral):
     assert cast.mean_b - NEUTRAL_REFERENCE.mean_b == pytest.approx(shift[1], abs=0.7)
     crushed = through(1.0, 0.0, 0.0, (0.0, 0.0, *NEUTRAL_REFERENCE.luma_percentiles[1:], 1.0))
     assert crushed.luma_percentiles[0] == pytest.approx(color._DARK_FLOOR, abs=0.003)
+
+
+def test_luma_counts_stay_exact_past_float32s_range():
+    """Over 2^24 pixels (~290 samples of 320x180): the float32 histogram is folded into int64 counts."""
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 256, (180, 320, 3), dtype=np.uint8)
+    accumulator = ColorAccumulator()
+    for _ in range(300):  # the same frame: every bin it uses passes 2^24 / 57600 = 291 counts x 300
+        accumulator.push(frame)
+    assert accumulator._histogram is not None  # folded at least once
+    luma = frame.reshape(-1, 3).astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255
+    expected = np.percentile(luma, [10, 25, 50, 75, 90])  # one frame's percentiles: 300 copies change nothing
+    assert accumulator.statistics().luma_percentiles == pytest.approx(expected, abs=1e-9)
