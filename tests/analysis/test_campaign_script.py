@@ -10,10 +10,10 @@ import json
 import logging
 import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from harness.json_server import JsonPostServer, chat_completion
 
 from analysis.campaigns.script import (
     PageText,
@@ -104,52 +104,12 @@ def cjk_chars(text: str) -> int:
 # ---------------------------------------------------------------------------------------
 
 
-class FakeServer:
-    """An HTTP server on 127.0.0.1 whose POST answers come from `answer(path, json) -> (status, body)`."""
-
-    def __init__(self, answer):
-        self.requests: list[dict] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    body = None
-                owner.requests.append({"path": self.path, "headers": dict(self.headers), "json": body})
-                status, payload = answer(self.path, body)
-                data = (payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+FakeServer = JsonPostServer
 
 
 def chat_answer(content) -> tuple[int, dict]:
     """A chat completion whose message content is `content` (a dict is sent as JSON text)."""
-    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
-    return 200, {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "model": "m",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-    }
+    return 200, chat_completion(content)
 
 
 @pytest.fixture

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from analysis.clip_metadata import clip_metadata
 from analysis.llm import LlmClient, LlmConfig, LlmError, clean_hashtags, parse_json_object
 from analysis.moments import SourceAnalysis, select_moments
+from harness.json_server import JsonPostServer, chat_completion
 from harness.scripted_speech import layout, opts
 
 API_KEY = "sk-test-123"
@@ -47,61 +46,24 @@ def analysis():
 OPTIONS = opts({"clipLength": "short", "numClips": 2, "genre": "podcast"})
 
 
-class FakeLlm:
+class FakeLlm(JsonPostServer):
     """A chat-completions server. `script` is a list of answers used in order (the last one
     repeats): a callable(request_json) -> answer, or a dict with status / body (dict -> JSON,
     str -> raw) / content (wrapped as a chat completion) / delay."""
 
     def __init__(self):
-        self.requests: list[dict] = []
         self.script: list = []
-        owner = self
+        super().__init__(self._answer)
+        self.base_url = self.url + "/v1"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    body = None
-                owner.requests.append({"path": self.path, "headers": dict(self.headers), "json": body})
-                step = owner.script[min(len(owner.requests) - 1, len(owner.script) - 1)]
-                if callable(step):
-                    step = step(body)
-                time.sleep(step.get("delay", 0))
-                status = step.get("status", 200)
-                if "content" in step:
-                    payload = json.dumps({
-                        "id": "chatcmpl-1", "object": "chat.completion", "model": MODEL,
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": step["content"]}}],
-                    })  # fmt: skip
-                else:
-                    payload = step.get("body", "")
-                    payload = payload if isinstance(payload, str) else json.dumps(payload)
-                data = payload.encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:  # the client gave up (timeout test)
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def _answer(self, path: str, body) -> tuple[int, object]:
+        step = self.script[min(len(self.requests) - 1, len(self.script) - 1)]
+        if callable(step):
+            step = step(body)
+        time.sleep(step.get("delay", 0))
+        if "content" in step:
+            return step.get("status", 200), chat_completion(step["content"], MODEL)
+        return step.get("status", 200), step.get("body", "")
 
 
 @pytest.fixture
