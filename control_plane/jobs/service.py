@@ -11,6 +11,7 @@ from control_plane.billing.plans import PlanBook
 from control_plane.errors import ApiError
 from control_plane.jobs import shapes
 from reelfarm import quotas as quota_counts
+from reelfarm.campaigns import CAMPAIGN_API
 from reelfarm.database import utcnow
 from reelfarm.models import Account, Artifact, Job, Task, Video
 from reelfarm.options import ProcessOptions
@@ -84,9 +85,12 @@ def request_cancel(*, session: Session, account: Account, job_id: str) -> Job:
 
 
 def list_jobs(*, session: Session, account: Account, limit: int = 100) -> list[Job]:
+    """The account's video jobs, newest first (a campaign's job is listed as its campaign, under
+    /api/v1/campaigns)."""
     return list(
         session.scalars(
-            select(Job).where(Job.account_id == account.id).order_by(Job.created_at.desc()).limit(limit)
+            select(Job).where(Job.account_id == account.id, Job.api != CAMPAIGN_API)
+            .order_by(Job.created_at.desc()).limit(limit)
         )
     )
 

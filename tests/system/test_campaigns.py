@@ -184,6 +184,8 @@ def test_a_two_language_campaign_reaches_review_with_voiced_videos_and_is_publis
     assert approved.json()["status"] == "published" and approved.json()["published_at"]
     assert all(v["published_at"] for v in approved.json()["videos"])
     assert http.post(f"/api/v1/campaigns/{body['campaign_id']}/cancel").status_code == 409
+    # Its job is the campaign's, not a video job: the job listing leaves it out.
+    assert body["job_id"] not in {j["jobId"] for j in http.get("/api/jobs").json()["jobs"]}
     # Another account sees nothing of it.
     other = _http(stack, account="someone-else")
     assert other.get(f"/api/v1/campaigns/{body['campaign_id']}").status_code == 404
