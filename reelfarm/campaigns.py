@@ -11,6 +11,7 @@ failed or cancelled -> failed with the reason. Either way one webhook, `campaign
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,6 +32,11 @@ DEFAULT_LANGUAGES = ("en", "ja", "ko")  # seeds/004's default, when the page's c
 # Piper for English, Kokoro for Japanese, espeak-ng for the rest. The API refuses others.
 VOICE_ENGINES = {"en": "piper", "ja": "kokoro", **{language: "espeak-ng" for language in (
     "ko", "zh", "es", "de", "fr", "pt", "it", "nl", "pl", "sv", "tr", "id", "vi")}}  # fmt: skip
+
+
+def domain_of(url: str) -> str:
+    """The page's domain as a campaign shows it (its default title, its end card): no "www."."""
+    return (urlsplit(url).hostname or url).removeprefix("www.")
 
 
 def campaign_of_job(session: Session, job_id: str) -> Campaign | None:

@@ -10,8 +10,6 @@ campaign goes to review, when every video is in (CampaignVideo rows, one per pla
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
-
 from sqlalchemy.orm import Session
 
 from reelfarm import campaigns
@@ -24,14 +22,9 @@ from reelfarm.states import CampaignStatus, JobStatus, TaskKind, TaskState
 _CAPTURED, _SCRIPTED = 15.0, 25.0
 
 
-def domain_of(url: str) -> str:
-    host = urlsplit(url).hostname or url
-    return host.removeprefix("www.")
-
-
 def _spec(campaign: Campaign, **fields) -> dict:
     return {"campaign_id": campaign.id, "url": campaign.url, "title": campaign.title,
-            "domain": domain_of(campaign.url), **fields}  # fmt: skip
+            "domain": campaigns.domain_of(campaign.url), **fields}  # fmt: skip
 
 
 def _row(job: Job, kind: TaskKind, index: int, spec: dict, max_attempts: int) -> dict:

@@ -10,7 +10,6 @@ document (`campaign_document`) is GET's answer and the webhooks' body.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,10 +18,11 @@ from control_plane.billing import quotas
 from control_plane.billing.plans import PlanBook
 from control_plane.errors import ApiError
 from control_plane.jobs.service import render_settings
+from control_plane.webhooks.delivery import iso_z
 from control_plane.webhooks.service import check_webhook_url
 from reelfarm import page_preflight
 from reelfarm.address_guard import AddressPolicy, FetchRefused, check_url_syntax
-from reelfarm.campaigns import CAMPAIGN_API, DEFAULT_LANGUAGES, VOICE_ENGINES
+from reelfarm.campaigns import CAMPAIGN_API, DEFAULT_LANGUAGES, VOICE_ENGINES, domain_of
 from reelfarm.database import utcnow
 from reelfarm.models.accounts import Account
 from reelfarm.models.campaigns import Campaign, CampaignVideo
@@ -109,8 +109,7 @@ def create_campaign(*, session: Session, account: Account, body: dict, settings:
     page = preflight(url, settings=settings)
     languages = check_languages(body.get("languages"), page_language=page.language, account=account, plans=plans,
                                 settings=settings)  # fmt: skip
-    domain = (urlsplit(url).hostname or url).removeprefix("www.")
-    title = (title or "").strip() or domain
+    title = (title or "").strip() or domain_of(url)
     charge = quotas.charge_videos(session=session, account=account, videos=len(languages), plans=plans)
     job = Job(account_id=account.id, video_id=None, source_url=url, original_name=title, api=CAMPAIGN_API,
               render_settings=render_settings(settings), quota_month=charge.month, quota_videos=charge.videos)  # fmt: skip
@@ -204,4 +203,4 @@ def video_of(*, session: Session, account: Account, campaign_id: str, video_id: 
 
 
 def _iso(moment) -> str | None:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+    return iso_z(moment) if moment is not None else None  # 004's "2026-06-11T09:30:00Z", as its webhooks

@@ -122,6 +122,7 @@ def run_campaign_video_task(task: dict, *, storage: Storage, work_dir: Path, on_
     from analysis.campaigns.script import Script
     from render_nodes.campaigns.compose import compose_video
     from render_nodes.campaigns.voice import VoiceUnavailable, synthesize, within
+    from render_nodes.tasks.render import choose_encoder
 
     spec = task["campaign"]
     language = spec["language"]
@@ -149,8 +150,7 @@ def run_campaign_video_task(task: dict, *, storage: Storage, work_dir: Path, on_
             screenshots.append(path)
         if not screenshots:
             raise TaskFailure("the capture kept no screenshots", retryable=False)
-        encoder = "libx264" if spec.get("encoder_preference") != "nvenc" or "h264_nvenc" not in (encoders or []) \
-            else "h264_nvenc"  # fmt: skip
+        encoder = choose_encoder(spec.get("encoder_preference") or "auto", list(encoders or []))
         with media_failures():
             video = compose_video(screenshots=screenshots, voice=voice, title=spec.get("title") or "",
                                   domain=spec.get("domain") or "", language=language, out_dir=folder,
