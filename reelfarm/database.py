@@ -48,6 +48,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_z(moment: datetime) -> str:
+    """A UTC timestamp to the second, as the documents write them: "2026-06-11T09:34:12Z"."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def new_id(prefix: str = "") -> str:
     return prefix + uuid.uuid4().hex[:20]
 

@@ -18,12 +18,11 @@ from control_plane.billing import quotas
 from control_plane.billing.plans import PlanBook
 from control_plane.errors import ApiError
 from control_plane.jobs.service import render_settings
-from control_plane.webhooks.delivery import iso_z
 from control_plane.webhooks.service import check_webhook_url
 from reelfarm import page_preflight
 from reelfarm.address_guard import AddressPolicy, FetchRefused, check_url_syntax
 from reelfarm.campaigns import CAMPAIGN_API, DEFAULT_LANGUAGES, VOICE_ENGINES, domain_of
-from reelfarm.database import utcnow
+from reelfarm.database import iso_z, utcnow
 from reelfarm.models.accounts import Account
 from reelfarm.models.campaigns import Campaign, CampaignVideo
 from reelfarm.models.jobs import Job

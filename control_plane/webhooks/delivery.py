@@ -37,7 +37,7 @@ from reelfarm.address_guard import AddressPolicy, describe, guarded_client
 from control_plane.v1 import results
 from control_plane.webhooks import service
 from reelfarm import outbox
-from reelfarm.database import utcnow
+from reelfarm.database import iso_z, utcnow
 from reelfarm.models.jobs import Job
 from reelfarm.models.webhooks import WebhookDelivery, WebhookEvent
 from reelfarm.settings import Settings
@@ -50,10 +50,6 @@ LEASE_MARGIN_SECONDS = 30.0
 MAX_RETRY_AFTER_SECONDS = 3600.0
 JITTER = 0.2
 ERROR_MAX_CHARS = 1000
-
-
-def iso_z(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ------------------------------------------------------------------ bodies
