@@ -13,6 +13,7 @@ from control_plane.billing.plans import PlanBook
 from control_plane.billing.views import router as billing_router
 from control_plane.blobs.views import router as blobs_router
 from control_plane.clips.views import router as clips_router
+from control_plane.dashboard import install as install_dashboard
 from control_plane.deps import SCOPES_HEADER
 from control_plane.errors import install_error_handlers
 from control_plane.health import router as health_router
@@ -120,6 +121,7 @@ def create_app(
     # Agents (MCP over streamable HTTP): a route at the exact path, so POST /mcp is not redirected.
     app.add_route("/mcp", LazyMcpHttpApp(settings, app.state.session_factory, app.state.storage), include_in_schema=False)
 
+    install_dashboard(app)  # /dashboard pages, their static files and HTML errors; / redirects there
     app.include_router(health_router)  # /livez, /healthz (its alias) and /readyz (control_plane/health.py)
 
     return app
