@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
@@ -12,20 +16,22 @@ from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from control_plane.billing.plans import PlanBook
 from control_plane.errors import ApiError
 from reelfarm.database import utcnow
-from reelfarm.models.accounts import Account, ApiKey, Membership, User, UserSession
+from reelfarm.models.accounts import Account, ApiKey, Invitation, Membership, User, UserSession
 
 KEY_PREFIX = "rf_live_"
 ROLES = ("owner", "admin", "member")
 # What a key may do; every key gets all of them unless it is created with fewer.
 SCOPES = ("uploads:write", "jobs:read", "jobs:write", "clips:read", "assets:read", "assets:write", "campaigns:create")
 SESSION_LIFETIME = timedelta(days=14)
+# ApiKey.last_used_at is written at most this often per key: a key's every request reads it, few write.
+KEY_USE_RESOLUTION = timedelta(seconds=60)
 INVALID_KEY = "invalid or revoked API key"
 NO_API_ACCESS = "Your plan does not include API access"
 MIN_PASSWORD_LENGTH = 10
@@ -33,6 +39,10 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # argon2id with the library's defaults (RFC 9106 low-memory profile).
 _hasher = PasswordHasher()
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# key id -> time.monotonic() of this process's last note of its use (see _note_key_use)
+_noted: dict[str, float] = {}
+_noted_lock = threading.Lock()
 
 
 @cache
@@ -98,10 +108,18 @@ def sign_up(*, session: Session, email: str, password: str, plan: str,
         session.flush()
     except IntegrityError as exc:  # a concurrent sign-up with the same email
         raise ApiError(409, "email exists") from exc
+    accept_invitations(session=session, user=user)
     return user, account
 
 
+def is_email(email: str) -> bool:
+    """Shaped like an address: every user's email is (sign_up and make_owner check)."""
+    return len(email) <= 320 and _EMAIL.match(email.strip()) is not None
+
+
 def verify_login(*, session: Session, email: str, password: str) -> User:
+    if not is_email(email):  # no user has it: nothing to hash against (and no login attempt to count)
+        raise ApiError(401, "wrong email or password")
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     try:
         _hasher.verify(user.password_hash if user else _dummy_hash(), password)
@@ -111,6 +129,7 @@ def verify_login(*, session: Session, email: str, password: str) -> User:
         raise ApiError(401, "wrong email or password")
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
+    accept_invitations(session=session, user=user)
     return user
 
 
@@ -141,21 +160,77 @@ def end_session(*, session: Session, token: str) -> None:
         row.revoked_at = utcnow()
 
 
-def add_member(*, session: Session, principal: Principal, email: str, role: str) -> Membership:
+def add_member(*, session: Session, principal: Principal, email: str, role: str) -> Membership | Invitation:
+    """Add `email` to the workspace with `role` (owners and admins; only an owner adds an owner).
+
+    A user with that address becomes a member now (a Membership); an address with no user yet
+    gets a pending Invitation, accepted when someone signs up or logs in with it."""
     require_role(principal, "owner", "admin")
     if role not in ROLES:
         raise ApiError(400, f"role must be one of {', '.join(ROLES)}")
     if role == "owner" and principal.role != "owner":
         raise ApiError(403, "only an owner can add an owner")
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    email = email.strip().lower()
+    user = session.scalar(select(User).where(User.email == email))
     if user is None:
-        raise ApiError(404, "no user with that email; they sign up first")
+        return _invite(session=session, principal=principal, email=email, role=role)
     if role_in(session=session, user=user, account_id=principal.account.id) is not None:
         raise ApiError(409, "already a member")
     membership = Membership(account_id=principal.account.id, user_id=user.id, role=role)
     session.add(membership)
     session.flush()
     return membership
+
+
+def _invite(*, session: Session, principal: Principal, email: str, role: str) -> Invitation:
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise ApiError(400, "a valid email is required")
+    pending = session.scalar(select(Invitation.id).where(Invitation.account_id == principal.account.id,
+                                                         Invitation.email == email,
+                                                         Invitation.accepted_at.is_(None)))  # fmt: skip
+    if pending is not None:
+        raise ApiError(409, "already invited")
+    invitation = Invitation(account_id=principal.account.id, email=email, role=role,
+                            invited_by=principal.user.id if principal.user else None)  # fmt: skip
+    session.add(invitation)
+    session.flush()
+    return invitation
+
+
+def list_invitations(*, session: Session, account: Account) -> list[Invitation]:
+    """The workspace's pending invitations, oldest first."""
+    return list(session.scalars(
+        select(Invitation).where(Invitation.account_id == account.id, Invitation.accepted_at.is_(None))
+        .order_by(Invitation.created_at)
+    ))  # fmt: skip
+
+
+def revoke_invitation(*, session: Session, principal: Principal, invitation_id: str) -> None:
+    """Withdraw a pending invitation (owners and admins); another workspace's answers 404."""
+    require_role(principal, "owner", "admin")
+    invitation = owned(session, Invitation, invitation_id, principal.account, "invitation")
+    if invitation.accepted_at is not None:
+        raise ApiError(409, "the invitation was accepted already: remove the member instead")
+    session.delete(invitation)
+    session.flush()
+
+
+def accept_invitations(*, session: Session, user: User) -> list[str]:
+    """Join `user` to every workspace that invited their address; returns those workspaces' ids.
+    Called at sign-up and at every login (so an invitation made after sign-up is taken up too)."""
+    joined = []
+    invitations = session.scalars(
+        select(Invitation).where(Invitation.email == user.email, Invitation.accepted_at.is_(None))
+        .order_by(Invitation.created_at)
+    ).all()  # fmt: skip
+    for invitation in invitations:
+        if role_in(session=session, user=user, account_id=invitation.account_id) is None:
+            session.add(Membership(account_id=invitation.account_id, user_id=user.id, role=invitation.role))
+            joined.append(invitation.account_id)
+        invitation.accepted_at = utcnow()
+    if invitations:
+        session.flush()
+    return joined
 
 
 def list_members(*, session: Session, account: Account) -> list[tuple[Membership, User]]:
@@ -173,8 +248,41 @@ def principal_for_key(*, session: Session, plaintext: str) -> Principal | None:
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None)))
     if key is None:
         return None
+    _note_key_use(session, key)
     account = session.get(Account, key.account_id)
     return Principal(account=account, via="key", scopes=tuple(key.scopes or SCOPES)) if account else None
+
+
+def _note_key_use(session: Session, key: ApiKey) -> None:
+    """Record that `key` was used, when its last_used_at is older than KEY_USE_RESOLUTION.
+
+    Most requests write nothing: the stored time is recent, or this process noted the key within
+    the resolution already (so a burst of requests on one key makes one write, not one each).
+    The write is a conditional UPDATE committed at once in the caller's session, which at
+    authentication holds nothing else (a GET view never commits; another connection from the
+    same pool could run it dry under a burst). A failure only loses the note.
+
+    GET /api/v1/jobs/{id} polled with a key on PostgreSQL reads its key in
+    control_plane/jobs/status_reads.py and does not come here: those polls leave last_used_at
+    as it is."""
+    now = utcnow()
+    if key.last_used_at is not None and now - key.last_used_at < KEY_USE_RESOLUTION:
+        return
+    clock = time.monotonic()
+    with _noted_lock:
+        if clock - _noted.get(key.id, -math.inf) < KEY_USE_RESOLUTION.total_seconds():
+            return
+        if len(_noted) >= 10_000:
+            _noted.clear()
+        _noted[key.id] = clock
+    try:
+        session.execute(update(ApiKey).where(ApiKey.id == key.id, or_(ApiKey.last_used_at.is_(None),
+                                                                    ApiKey.last_used_at < now - KEY_USE_RESOLUTION))
+                        .values(last_used_at=now).execution_options(synchronize_session=False))  # fmt: skip
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.warning("could not record the use of API key %s: %r", key.id, exc)
 
 
 def require_api_access(principal: Principal, plans: PlanBook) -> None:

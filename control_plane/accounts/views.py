@@ -6,10 +6,13 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from control_plane.accounts import service
+from control_plane.accounts.login_limits import check_login_rate
 from control_plane.deps import SESSION_COOKIE, CurrentPrincipal, PlansDep, SessionDep, SettingsDep
-from reelfarm.models.accounts import ApiKey
+from reelfarm.models.accounts import ApiKey, Invitation
 
 router = APIRouter(prefix="/api", tags=["accounts"])
 
@@ -48,6 +51,7 @@ class KeyOut(BaseModel):
     scopes: list[str]
     createdAt: datetime
     revokedAt: datetime | None
+    lastUsedAt: datetime | None = Field(default=None, description="to the minute; null: never used")
 
 
 class CreatedKey(KeyOut):
@@ -60,17 +64,27 @@ class NewMember(BaseModel):
 
 
 class MemberOut(BaseModel):
-    userId: str
+    userId: str | None = Field(description="null for a pending invitation")
     email: str
     role: str
+    status: str = Field(default="active", description="active: a member; pending: invited, not signed up yet")
+    invitationId: str | None = None
+
+
+class InvitationOut(BaseModel):
+    id: str
+    email: str
+    role: str
+    createdAt: datetime
 
 
 def _key_out(key: ApiKey) -> dict:
     return {"id": key.id, "name": key.name, "prefix": key.prefix, "scopes": list(key.scopes or service.SCOPES),
-            "createdAt": key.created_at, "revokedAt": key.revoked_at}
+            "createdAt": key.created_at, "revokedAt": key.revoked_at, "lastUsedAt": key.last_used_at}
 
 
-def _set_cookie(response: Response, token: str, secure: bool) -> None:
+def set_session_cookie(response: Response, token: str, secure: bool) -> None:
+    """The login cookie, as every sign-in sets it (the API's and the dashboard's)."""
     response.set_cookie(SESSION_COOKIE, token, max_age=int(service.SESSION_LIFETIME.total_seconds()),
                         httponly=True, samesite="lax", secure=secure, path="/")  # fmt: skip
 
@@ -82,21 +96,30 @@ def sign_up(body: SignUp, response: Response, session: SessionDep, settings: Set
                                     plan=plans.default_plan, account_name=body.accountName)  # fmt: skip
     token = service.start_session(session=session, user=user, account_id=account.id)
     session.commit()
-    _set_cookie(response, token, secure=settings.environment == "prod")
+    set_session_cookie(response, token, secure=settings.environment == "prod")
     return Me(userId=user.id, email=user.email, accountId=account.id, accountName=account.name, plan=account.plan,
               role="owner", via="session")  # fmt: skip
 
 
-@router.post("/auth/login", response_model=Me, summary="Sign in: sets the httpOnly reels_session cookie")
-def login(body: Login, response: Response, session: SessionDep, settings: SettingsDep):
+def _log_in(session: Session, body: Login) -> tuple[str, Me]:
     user = service.verify_login(session=session, email=body.email, password=body.password)
     token = service.start_session(session=session, user=user, account_id=body.accountId)
     principal = service.principal_for_session(session=session, token=token)
     session.commit()
-    _set_cookie(response, token, secure=settings.environment == "prod")
     assert principal is not None
-    return Me(userId=user.id, email=user.email, accountId=principal.account.id, accountName=principal.account.name,
-              plan=principal.account.plan, role=principal.role, via="session")  # fmt: skip
+    return token, Me(userId=user.id, email=user.email, accountId=principal.account.id,
+                     accountName=principal.account.name, plan=principal.account.plan, role=principal.role,
+                     via="session")  # fmt: skip
+
+
+@router.post("/auth/login", response_model=Me, summary="Sign in: sets the httpOnly reels_session cookie",
+             description="Rate limited: 10 attempts a minute per client IP, 5 per email address (429 with "
+                         "Retry-After). Accepts the caller's pending invitations.")  # fmt: skip
+async def login(body: Login, request: Request, response: Response, session: SessionDep, settings: SettingsDep):
+    await check_login_rate(request, body.email)
+    token, me = await run_in_threadpool(_log_in, session, body)  # argon2 and the database: off the event loop
+    set_session_cookie(response, token, secure=settings.environment == "prod")
+    return me
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out: the cookie stops working")
@@ -147,8 +170,28 @@ def list_members(principal: CurrentPrincipal, session: SessionDep):
 
 
 @router.post("/accounts/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut,
-             summary="Add an existing user to the workspace (owners and admins)")
+             summary="Add a user to the workspace, or invite an address with no user yet (owners and admins)",
+             description="An existing user becomes a member (status active); an unknown address gets a pending "
+                         "invitation (status pending), taken up when it signs up or logs in.")  # fmt: skip
 def add_member(body: NewMember, principal: CurrentPrincipal, session: SessionDep):
-    membership = service.add_member(session=session, principal=principal, email=body.email, role=body.role)
+    added = service.add_member(session=session, principal=principal, email=body.email, role=body.role)
     session.commit()
-    return MemberOut(userId=membership.user_id, email=body.email.strip().lower(), role=membership.role)
+    if isinstance(added, Invitation):
+        return MemberOut(userId=None, email=added.email, role=added.role, status="pending", invitationId=added.id)
+    return MemberOut(userId=added.user_id, email=body.email.strip().lower(), role=added.role)
+
+
+@router.get("/accounts/invitations", response_model=list[InvitationOut],
+            summary="The workspace's pending invitations (addresses with no user yet)")
+def list_invitations(principal: CurrentPrincipal, session: SessionDep):
+    service.require_role(principal, "owner", "admin", "member")
+    return [InvitationOut(id=i.id, email=i.email, role=i.role, createdAt=i.created_at)
+            for i in service.list_invitations(session=session, account=principal.account)]  # fmt: skip
+
+
+@router.delete("/accounts/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Withdraw a pending invitation (owners and admins)")
+def revoke_invitation(invitation_id: str, principal: CurrentPrincipal, session: SessionDep):
+    service.revoke_invitation(session=session, principal=principal, invitation_id=invitation_id)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -3,7 +3,7 @@
 Alembic's env.py and create_all import it; each service imports the models it uses.
 """
 
-from reelfarm.models.accounts import Account, ApiKey, Membership, User, UserSession
+from reelfarm.models.accounts import Account, ApiKey, Invitation, Membership, User, UserSession
 from reelfarm.models.batches import Batch, BatchItem, ItemTag, PlatformVariant
 from reelfarm.models.billing import QuotaUsage
 from reelfarm.models.campaigns import Campaign, CampaignVideo

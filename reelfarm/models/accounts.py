@@ -71,3 +71,21 @@ class ApiKey(Base):
     scopes: Mapped[list | None] = mapped_column(JSON, nullable=True)  # None: every scope
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # When the key last authenticated a request, to the minute (control_plane/accounts/service.py
+    # principal_for_key writes it at most once a minute per key).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Invitation(Base):
+    """A workspace's invitation of an e-mail address that has no user yet: when someone signs up
+    (or logs in) with that address, they join the workspace with `role`."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("inv_"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)  # lower-cased, as User.email
+    role: Mapped[str] = mapped_column(String(16))  # owner | admin | member
+    invited_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
