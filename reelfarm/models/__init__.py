@@ -18,7 +18,7 @@ from reelfarm.models.videos import Video
 from reelfarm.models.webhooks import WebhookDelivery, WebhookEvent
 
 __all__ = [
-    "Account", "ApiKey", "Artifact", "Asset", "Batch", "BatchItem", "Blob", "Campaign", "CampaignVideo", "Clip", "ItemTag", "Job", "Membership",
+    "Account", "ApiKey", "Artifact", "Invitation", "Asset", "Batch", "BatchItem", "Blob", "Campaign", "CampaignVideo", "Clip", "ItemTag", "Job", "Membership",
     "NodeHeartbeat", "PlatformVariant", "Project", "QuotaUsage", "SourceStyle", "StyleExtraction", "Task", "UploadUrl",
     "User", "UserSession", "Video", "WebhookDelivery", "WebhookEvent",
 ]  # fmt: skip
