@@ -77,16 +77,20 @@ def test_another_accounts_ids_are_missing_everywhere(stack, sample_video):
         session.add_all([campaign_video, event])
         session.flush()
         campaign_id, campaign_video_id, event_id = campaign.id, campaign_video.id, event.id
+    owner_csrf = csrf_token_of(owner)
+    upload_id = owner.post("/dashboard/uploads", json={"filename": "a.mp4", "size": 10, "options": {}},
+                           headers={"X-CSRF-Token": owner_csrf}).json()["upload_id"]  # fmt: skip
+    invitation_id = owner.post("/api/accounts/members", json={"email": "later@example.com"}).json()["invitationId"]
     ids = {"job_id": job, "video_id": video, "key_id": owner_key["id"], "filename": "clip_01.mp4", "sha256": sha,
            "batch_id": batch["batch_id"], "item_id": item_id, "campaign_id": campaign_id,
-           "event_id": event_id}  # fmt: skip
+           "event_id": event_id, "upload_id": upload_id, "invitation_id": invitation_id}  # fmt: skip
     campaign_ids = {**ids, "video_id": campaign_video_id}
 
     # Every route with an id in its path, walked with the intruder's key (keys: its login;
     # dashboard pages: its browser session, with its own valid CSRF token).
     routes = every_route(stack.app)
     assert ("GET", "/api/v1/batches/{batch_id}") in routes  # the walk sees included routers' routes
-    csrf = csrf_token_of(intruder) if any(p.startswith("/dashboard/") and "{" in p for _, p in routes) else ""
+    csrf = csrf_token_of(intruder)
     walked = set()
     # Bodies that pass validation, so the lookup itself answers.
     valid_bodies = {("POST", "/api/v1/batches/{batch_id}/reject"): {"reason": "walk"}}
@@ -98,9 +102,10 @@ def test_another_accounts_ids_are_missing_everywhere(stack, sample_video):
         values = campaign_ids if path.startswith(("/api/v1/campaigns", "/dashboard/campaigns")) else ids
         url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
         if path.startswith("/dashboard"):
-            response = intruder.request(method, url, data={"csrf_token": csrf} if method != "GET" else None)
+            response = intruder.request(method, url, headers={"X-CSRF-Token": csrf},
+                                        data={"csrf_token": csrf} if method in ("POST", "PUT") else None)  # fmt: skip
         else:
-            caller = intruder if path.startswith("/api/keys") else b
+            caller = intruder if path.startswith(("/api/keys", "/api/accounts")) else b  # login-only routes
             body = valid_bodies.get((method, path), {}) if method in ("POST", "PUT", "PATCH") else None
             response = caller.request(method, url, json=body)
         assert response.status_code == 404, (method, url, response.status_code, response.text[:500])
