@@ -8,19 +8,15 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal, get_args, get_origin
 
 import click
 from pydantic import ValidationError
 
+from reelfarm import cli_remote
+from reelfarm.cli_options import CLI_DEFAULTS, option_flags
 from reelfarm.options import ProcessOptions
 from reelfarm.settings import load_settings
 from reelfarm.stop_signals import StopSignals
-
-# Short flags the docs use for the most common options.
-FLAG_ALIASES = {"numClips": ["--clips"], "aspectRatio": ["--aspect"]}
-# A one-shot render defaults to one full-source clip (`--mode ai` picks the moments instead).
-CLI_DEFAULTS = {"mode": "none"}
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -72,9 +68,13 @@ def _load(**overrides):
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+@click.group(epilog=cli_remote.EXIT_CODES_HELP)
 def main() -> None:
-    """ReelFarm: long videos in, face-tracked captioned short clips out."""
+    """ReelFarm: long videos in, face-tracked captioned short clips out.
+
+    Local commands (serve, render, keys create --account, ...) work on this machine; the remote
+    ones (login, upload, jobs, clips, keys, campaigns) talk to a server: REELFARM_URL and
+    REELFARM_API_KEY, or the login `reelfarm login` saves."""
 
 
 @main.command()
@@ -215,9 +215,10 @@ def sample(path: Path, seconds: float, size: str) -> None:
     click.echo(str(path))
 
 
-@main.group()
+@main.group(cls=cli_remote.DefaultGroup)
 def keys() -> None:
-    """API key management."""
+    """API keys: on the server you are logged in to (list, create NAME, revoke), or in this machine's
+    database (create --account)."""
 
 
 def default_owner_email(account_name: str) -> str:
@@ -234,19 +235,30 @@ def _report_owner(email: str, account: str, password: str | None) -> None:
 
 
 @keys.command("create")
-@click.option("--account", required=True, help="Account name (created on the default plan if needed).")
+@click.argument("key_name", metavar="[NAME]", required=False)
+@click.option("--account", default=None,
+              help="Local: make the key in this machine's database (--data-dir), for this account (created on the "
+                   "default plan if needed). Without it the key is made on the server, by `reelfarm login`'s session.")
 @click.option("--name", default="", help="A label for the key.")
+@click.option("--scope", "scopes", multiple=True, help="Remote: a scope of the key (repeat; default: all).")
+@cli_remote.json_option
+@cli_remote.connection_options
 @click.option("--owner", "owner_email", default=None,
               help="Email of the account's owner (made if needed): who signs in to review its batches.")
 @click.option("--owner-password", envvar="REELFARM_OWNER_PASSWORD", default=None,
               help="Password of a new owner (default: generated and printed on stderr).")
 @data_dir_option
-def keys_create(account: str, name: str, owner_email: str | None, owner_password: str | None,
+def keys_create(key_name: str | None, account: str | None, name: str, scopes: tuple[str, ...], as_json: bool,
+                url: str | None, api_key: str | None, owner_email: str | None, owner_password: str | None,
                 data_dir: Path | None) -> None:
-    """Create an API key and print its plaintext (shown once; only its hash is stored).
+    """Create an API key and print its plaintext (shown once; only its hash is stored): on the server
+    `reelfarm login --email` signed in to, or with --account in this machine's database.
 
     Refused, like the /keys page, when the account's plan has no API access or it holds
     the plan's number of active keys."""
+    if account is None:
+        cli_remote.create_key(name=key_name or name, scopes=scopes, as_json=as_json, url=url, api_key=api_key)
+        return
     from control_plane.accounts import service as accounts
     from control_plane.errors import ApiError
     from reelfarm.database import session_scope
@@ -366,38 +378,10 @@ def webhooks_secret(account: str, data_dir: Path | None) -> None:
         click.echo(webhook_service.account_secret(session=session, account_id=account_id))
 
 
-def _option_flags(func):
-    """One flag per ProcessOptions key (numClips -> --num-clips, plus the short aliases)."""
-    for field_name, info in reversed(list(ProcessOptions.model_fields.items())):
-        flag = "--" + "".join("-" + c.lower() if c.isupper() else c for c in field_name)
-        names = [flag, *FLAG_ALIASES.get(field_name, []), field_name]
-        annotation = info.annotation
-        default = CLI_DEFAULTS.get(field_name, info.default)
-        if field_name == "transcript":
-            decorator = click.option(flag, field_name, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                                     help="JSON file: a list of {text, start, end} words (source seconds), "
-                                          "for captions")
-        elif annotation is bool:
-            decorator = click.option(f"{flag}/--no-{flag[2:]}", field_name, default=default, show_default=True,
-                                     help=info.description)
-        else:
-            if get_origin(annotation) is Literal:
-                kind = click.Choice(get_args(annotation))
-            elif annotation is int:
-                kind = int
-            elif annotation in (float, float | None):
-                kind = float
-            else:
-                kind = str
-            decorator = click.option(*names, type=kind, default=default, show_default=True, help=info.description)
-        func = decorator(func)
-    return func
-
-
 @main.command()
 @click.argument("input_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@_option_flags
+@option_flags(defaults=CLI_DEFAULTS)
 @click.option("--output-height", type=int, default=None, help="Output height, e.g. 1280 for 720x1280 [standard].")
 @click.option("--encoder", type=click.Choice(["auto", "nvenc", "x264"]), default=None)
 @click.option("--preset", "x264_preset", default=None, help="x264 preset [veryfast].")
@@ -489,6 +473,8 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
     sys.stderr.flush()
     os._exit(0)
 
+
+cli_remote.register(main, keys)
 
 if __name__ == "__main__":
     main()
