@@ -108,6 +108,28 @@ class BlobWriter(ABC):
         self._digest.update(data)
         self._size += len(data)
 
+    def write_file(self, path: Path) -> None:
+        """Take a finished file's bytes as this writer's whole content (a spooled upload).
+
+        Hard-linked into the temp path where the filesystem allows, so a large upload is not
+        written a second time (bench/uploads.py: the copy cost 0.4-2.6 s of a 274 MiB upload
+        when it reached the disk); otherwise copied. Hashed once either way. `path` itself is
+        left in place (and unchanged: nothing more may be written to this writer)."""
+        if self._file.closed or self._size:
+            raise StorageError("write_file needs a fresh writer")
+        size = Path(path).stat().st_size
+        if self._max_bytes is not None and size > self._max_bytes:
+            raise BlobTooLarge(f"blob exceeds {self._max_bytes} bytes")
+        self._file.close()  # later writes would reach the linked file: refused from here on
+        self._temp_path.unlink()
+        try:
+            os.link(path, self._temp_path)
+        except OSError:  # another filesystem, or no hard links there
+            shutil.copyfile(path, self._temp_path)
+        with open(self._temp_path, "rb") as linked:
+            self._digest = hashlib.file_digest(linked, "sha256")
+        self._size = size
+
     @property
     def size_bytes(self) -> int:
         return self._size

@@ -542,9 +542,7 @@ def _finish(request: Request, spool: UploadSpool, upload: PendingUpload, princip
     options = parse_options(upload.options)
     writer = storage.open_writer(max_bytes=settings.max_upload_bytes)
     try:
-        with open(spool.part_path(upload), "rb") as source:
-            while data := source.read(WRITE_BATCH):
-                writer.write(data)
+        writer.write_file(spool.part_path(upload))  # linked, not copied, where it can be
         try:
             video = videos.create_video_from_upload(session=session, account=principal.account, writer=writer,
                                                     original_name=upload.filename)  # fmt: skip

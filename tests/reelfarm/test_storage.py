@@ -116,6 +116,26 @@ def test_write_commit_roundtrip(backend: Backend) -> None:
     assert list(backend.temp_dir.iterdir()) == []
 
 
+def test_write_file_takes_a_finished_file_without_copying_it_where_it_can(backend: Backend, tmp_path) -> None:
+    data = os.urandom(200_000)
+    spooled = backend.temp_dir.parent / "spooled.part"  # beside the storage: the same filesystem
+    spooled.write_bytes(data)
+    with backend.storage.open_writer(max_bytes=len(data)) as writer:
+        writer.write_file(spooled)
+        assert (writer.sha256, writer.size_bytes) == (sha(data), len(data))
+        assert writer.temp_path.read_bytes() == data  # inspectable before commit, as a streamed upload
+        with pytest.raises(StorageError):
+            writer.write(b"more")  # would reach the linked file
+        blob = writer.commit()
+    assert blob == StoredBlob(sha256=sha(data), size_bytes=len(data), key=blob_key(sha(data)))
+    assert read_all(backend.storage, blob.key) == data and spooled.read_bytes() == data
+    if not isinstance(backend.storage, S3Storage):
+        assert os.stat(backend.storage.local_file(blob.key)).st_ino == os.stat(spooled).st_ino  # linked
+    assert list(backend.temp_dir.iterdir()) == []
+    with pytest.raises(BlobTooLarge), backend.storage.open_writer(max_bytes=len(data) - 1) as small:
+        small.write_file(spooled)
+
+
 def test_same_content_is_stored_once(backend: Backend, monkeypatch) -> None:
     data = b"the same clip, rendered twice"
     first_writer = backend.storage.open_writer()
