@@ -298,7 +298,9 @@ class FasterWhisperTranscriber:
             text = str(w.word).strip()
             start = first + float(w.start)
             end = first + max(float(w.start), float(w.end))
-            if not text or not any(start < b and end > a for a, b in keep):
+            # A token with no letter or digit (".", "...", "-") is no word: Whisper emits them in
+            # tones and noise, at ~0.01 confidence, when its temperature fallback samples at random.
+            if not any(ch.isalnum() for ch in text) or not any(start < b and end > a for a, b in keep):
                 continue
             start, end = min(start, duration), min(end, duration)  # inside the audio
             probability = getattr(w, "probability", None)
