@@ -52,7 +52,6 @@ NOT_CONFIGURED = ("not configured: run `reelfarm login` (or set REELFARM_URL and
                   "--url and --api-key)")  # fmt: skip
 NEEDS_SESSION = ("managing keys needs a login, not an API key: run `reelfarm login --email YOU` first "
                  "(the saved login is used for its server only)")  # fmt: skip
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 class Failure(click.ClickException):
