@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.accounts import service as accounts
-from control_plane.accounts.login_limits import check_login_rate
+from control_plane.accounts.login_limits import check_login_rate, check_signup_rate
 from control_plane.accounts.views import set_session_cookie
 from control_plane.dashboard.web import (
     PREFIX,
@@ -59,13 +59,11 @@ def signup_form(request: Request):
 
 
 @router.post("/signup", dependencies=[CsrfChecked])
-def signup(request: Request, session: SessionDep, plans: PlansDep, email: EmailField = "",
-           password: PasswordField = "", account_name: Annotated[str, Form(max_length=150)] = ""):  # fmt: skip
+async def signup(request: Request, session: SessionDep, plans: PlansDep, email: EmailField = "",
+                 password: PasswordField = "", account_name: Annotated[str, Form(max_length=150)] = ""):  # fmt: skip
+    await check_signup_rate(request, email)  # 429 (the error page, with Retry-After) when over the limit
     try:
-        user, account = accounts.sign_up(session=session, email=email, password=password, plan=plans.default_plan,
-                                         account_name=account_name.strip() or None)  # fmt: skip
-        token = accounts.start_session(session=session, user=user, account_id=account.id)
-        session.commit()
+        token = await run_in_threadpool(_sign_up, session, plans, email, password, account_name)
     except ApiError as exc:
         if exc.status_code not in (400, 409):
             raise
@@ -77,6 +75,14 @@ def signup(request: Request, session: SessionDep, plans: PlansDep, email: EmailF
     response = redirect(HOME)
     set_session_cookie(response, token, secure=is_https(request))
     return response
+
+
+def _sign_up(session: Session, plans, email: str, password: str, account_name: str) -> str:
+    user, account = accounts.sign_up(session=session, email=email, password=password, plan=plans.default_plan,
+                                     account_name=account_name.strip() or None)  # fmt: skip
+    token = accounts.start_session(session=session, user=user, account_id=account.id)
+    session.commit()
+    return token
 
 
 # ------------------------------------------------------------------ log in and out
