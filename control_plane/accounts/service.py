@@ -241,6 +241,65 @@ def list_members(*, session: Session, account: Account) -> list[tuple[Membership
     return [(m, u) for m, u in rows]
 
 
+LAST_OWNER = "a workspace needs at least one owner: make someone else an owner first"
+
+
+def _member_of(session: Session, principal: Principal, user_id: str) -> tuple[Membership, User]:
+    """The workspace's membership of `user_id`, locked; anyone else (another workspace's member
+    included) answers 404, as a missing one does. Takes the account's row lock first, so two
+    changes of the workspace's owners are made one after the other (the last-owner rule holds)."""
+    session.scalar(select(Account.id).where(Account.id == principal.account.id).with_for_update())
+    row = session.execute(
+        select(Membership, User).join(User, User.id == Membership.user_id)
+        .where(Membership.account_id == principal.account.id, Membership.user_id == user_id)
+    ).first()  # fmt: skip
+    if row is None:
+        raise ApiError(404, "member not found")
+    return row[0], row[1]
+
+
+def _other_owners(session: Session, membership: Membership) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Membership)
+        .where(Membership.account_id == membership.account_id, Membership.role == "owner",
+               Membership.id != membership.id)
+    )  # fmt: skip
+
+
+def change_role(*, session: Session, principal: Principal, user_id: str, role: str) -> tuple[Membership, User]:
+    """Give a member another role (owners and admins; only an owner makes an owner or changes an
+    owner's role); demoting the workspace's last owner is a 409. Not a member here: 404."""
+    require_role(principal, "owner", "admin")
+    membership, user = _member_of(session, principal, user_id)
+    if role not in ROLES:
+        raise ApiError(400, f"role must be one of {', '.join(ROLES)}")
+    if "owner" in (role, membership.role) and principal.role != "owner":
+        raise ApiError(403, "only an owner can make an owner or change an owner's role")
+    if membership.role == "owner" and role != "owner" and _other_owners(session, membership) == 0:
+        raise ApiError(409, LAST_OWNER)
+    membership.role = role
+    session.flush()
+    return membership, user
+
+
+def remove_member(*, session: Session, principal: Principal, user_id: str) -> None:
+    """Take a member out of the workspace (owners and admins; only an owner removes an owner;
+    anyone of them may remove themselves) and end their logins in it at once. The last owner
+    cannot be removed (409). Not a member here: 404."""
+    require_role(principal, "owner", "admin")
+    membership, _ = _member_of(session, principal, user_id)
+    if membership.role == "owner" and principal.role != "owner":
+        raise ApiError(403, "only an owner can remove an owner")
+    if membership.role == "owner" and _other_owners(session, membership) == 0:
+        raise ApiError(409, LAST_OWNER)
+    session.execute(update(UserSession).where(UserSession.account_id == membership.account_id,
+                                              UserSession.user_id == membership.user_id,
+                                              UserSession.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))  # fmt: skip
+    session.delete(membership)
+    session.flush()
+
+
 # ------------------------------------------------------------------ authentication
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.accounts import service
-from control_plane.accounts.login_limits import check_login_rate
+from control_plane.accounts.login_limits import check_login_rate, check_signup_rate
 from control_plane.deps import SESSION_COOKIE, CurrentPrincipal, PlansDep, SessionDep, SettingsDep
 from reelfarm.models.accounts import ApiKey, Invitation
 
@@ -63,6 +63,10 @@ class NewMember(BaseModel):
     role: str = "member"
 
 
+class RoleChange(BaseModel):
+    role: str = Field(max_length=16, description=f"one of {list(service.ROLES)}")
+
+
 class MemberOut(BaseModel):
     userId: str | None = Field(description="null for a pending invitation")
     email: str
@@ -90,15 +94,23 @@ def set_session_cookie(response: Response, token: str, secure: bool) -> None:
 
 
 @router.post("/auth/signup", status_code=status.HTTP_201_CREATED, response_model=Me,
-             summary="Create a user who owns a new workspace; signs them in")
-def sign_up(body: SignUp, response: Response, session: SessionDep, settings: SettingsDep, plans: PlansDep):
+             summary="Create a user who owns a new workspace; signs them in",
+             description="Rate limited: 10 sign-ups a minute per client IP (429 with Retry-After).")
+async def sign_up(body: SignUp, request: Request, response: Response, session: SessionDep, settings: SettingsDep,
+                  plans: PlansDep):  # fmt: skip
+    await check_signup_rate(request, body.email)
+    token, me = await run_in_threadpool(_sign_up, session, body, plans)  # argon2 and the database: off the loop
+    set_session_cookie(response, token, secure=settings.environment == "prod")
+    return me
+
+
+def _sign_up(session: Session, body: SignUp, plans) -> tuple[str, Me]:
     user, account = service.sign_up(session=session, email=body.email, password=body.password,
                                     plan=plans.default_plan, account_name=body.accountName)  # fmt: skip
     token = service.start_session(session=session, user=user, account_id=account.id)
     session.commit()
-    set_session_cookie(response, token, secure=settings.environment == "prod")
-    return Me(userId=user.id, email=user.email, accountId=account.id, accountName=account.name, plan=account.plan,
-              role="owner", via="session")  # fmt: skip
+    return token, Me(userId=user.id, email=user.email, accountId=account.id, accountName=account.name,
+                     plan=account.plan, role="owner", via="session")  # fmt: skip
 
 
 def _log_in(session: Session, body: Login) -> tuple[str, Me]:
@@ -179,6 +191,26 @@ def add_member(body: NewMember, principal: CurrentPrincipal, session: SessionDep
     if isinstance(added, Invitation):
         return MemberOut(userId=None, email=added.email, role=added.role, status="pending", invitationId=added.id)
     return MemberOut(userId=added.user_id, email=body.email.strip().lower(), role=added.role)
+
+
+@router.patch("/accounts/members/{user_id}", response_model=MemberOut,
+              summary="Change a member's role (owners and admins; only an owner makes or changes an owner)",
+              description="A workspace keeps at least one owner: demoting the last one is a 409. A user who is "
+                          "not a member of this workspace is a 404.")  # fmt: skip
+def change_member_role(user_id: str, body: RoleChange, principal: CurrentPrincipal, session: SessionDep):
+    membership, user = service.change_role(session=session, principal=principal, user_id=user_id, role=body.role)
+    session.commit()
+    return MemberOut(userId=user.id, email=user.email, role=membership.role)
+
+
+@router.delete("/accounts/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Remove a member from the workspace and end their logins in it (owners and admins)",
+               description="Only an owner removes an owner; the last owner cannot be removed (409). Removing "
+                           "yourself is allowed.")  # fmt: skip
+def remove_member(user_id: str, principal: CurrentPrincipal, session: SessionDep):
+    service.remove_member(session=session, principal=principal, user_id=user_id)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/accounts/invitations", response_model=list[InvitationOut],

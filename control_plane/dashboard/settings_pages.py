@@ -20,7 +20,7 @@ from control_plane.accounts.service import Principal
 from control_plane.billing import quotas
 from control_plane.billing.plans import PlanBook
 from control_plane.dashboard.web import PREFIX, CsrfChecked, Flash, PagePrincipal, redirect, render
-from control_plane.deps import PlansDep, SessionDep
+from control_plane.deps import SESSION_COOKIE, PlansDep, SessionDep
 from control_plane.errors import ApiError
 from control_plane.limits.middleware import IP_LIMIT_WITH_KEY, IP_LIMIT_WITHOUT_KEY
 from control_plane.webhooks import service as webhooks
@@ -35,6 +35,8 @@ DONE = {
     "member-added": "Added to the workspace.",
     "invited": "Invitation saved: they join the workspace when they sign up or log in with that address.",
     "invite-revoked": "The invitation was withdrawn.",
+    "role-changed": "The member's role was changed.",
+    "member-removed": "Removed from the workspace: their logins in it have ended.",
     "rotated": "New signing secret: deliveries from now on are signed with it; update your receivers.",
     "replayed": "The event was queued for delivery again.",
 }
@@ -139,6 +141,43 @@ def add_member(request: Request, principal: PagePrincipal, session: SessionDep,
     session.commit()
     done = "invited" if isinstance(added, Invitation) else "member-added"
     return redirect(f"{PREFIX}/settings/members?done={done}")
+
+
+@router.post("/members/{user_id}/role", dependencies=[CsrfChecked])
+def change_member_role(user_id: str, request: Request, principal: PagePrincipal, session: SessionDep,
+                       role: Annotated[str, Form(max_length=16)] = ""):  # fmt: skip
+    """Another role for a member (owners and admins; the service checks who may make or change
+    an owner). Someone not in this workspace is the 404 page, whatever the role sent."""
+    accounts.require_role(principal, *MANAGERS)
+    try:
+        accounts.change_role(session=session, principal=principal, user_id=user_id, role=role)
+    except ApiError as exc:
+        if exc.status_code not in (400, 409):
+            raise
+        session.rollback()
+        return _members_page(request, session, principal, status_code=exc.status_code, error=exc.message)
+    session.commit()
+    return redirect(f"{PREFIX}/settings/members?done=role-changed")
+
+
+@router.post("/members/{user_id}/remove", dependencies=[CsrfChecked])
+def remove_member(user_id: str, request: Request, principal: PagePrincipal, session: SessionDep):
+    """Take a member out of the workspace and end their logins in it. Removing oneself ends this
+    login too: back to the login page (the user may belong to other workspaces)."""
+    accounts.require_role(principal, *MANAGERS)
+    try:
+        accounts.remove_member(session=session, principal=principal, user_id=user_id)
+    except ApiError as exc:
+        if exc.status_code != 409:
+            raise
+        session.rollback()
+        return _members_page(request, session, principal, status_code=exc.status_code, error=exc.message)
+    session.commit()
+    if principal.user is not None and principal.user.id == user_id:
+        response = redirect(f"{PREFIX}/login")
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+    return redirect(f"{PREFIX}/settings/members?done=member-removed")
 
 
 @router.post("/members/invites/{invitation_id}/revoke", dependencies=[CsrfChecked])

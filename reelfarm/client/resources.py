@@ -145,6 +145,17 @@ class Members(Group):
         return self._run(Call("POST", "/api/accounts/members", json={"email": email, "role": role},
                               model=m.MemberOut))  # fmt: skip
 
+    @route("PATCH", "/api/accounts/members/{user_id}")
+    def change_role(self, user_id: str, role: str) -> m.MemberOut:
+        """Another role for a member (owners and admins; a workspace keeps at least one owner)."""
+        return self._run(Call("PATCH", "/api/accounts/members/{user_id}", {"user_id": user_id},
+                              json={"role": role}, model=m.MemberOut, idempotent=True))  # fmt: skip
+
+    @route("DELETE", "/api/accounts/members/{user_id}")
+    def remove(self, user_id: str) -> None:
+        """Take a member out of the workspace; their logins in it end at once."""
+        return self._run(Call("DELETE", "/api/accounts/members/{user_id}", {"user_id": user_id}))
+
     @route("GET", "/api/accounts/invitations")
     def invitations(self) -> list[m.InvitationOut]:
         return self._run(Call("GET", "/api/accounts/invitations", model=list[m.InvitationOut]))

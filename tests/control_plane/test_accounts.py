@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from control_plane.accounts.service import KEY_PREFIX, SCOPES, hash_key
-from reelfarm.models.accounts import ApiKey, User
+from reelfarm.models.accounts import ApiKey, User, UserSession
 
 
 def _key(client, **body) -> dict:
@@ -89,7 +90,9 @@ def test_keys_cannot_manage_keys_members_or_each_other(api, signed_up):
     key = _key(browser)["key"]
     headers = {"X-API-Key": key}
     for method, path, body in (("post", "/api/keys", {}), ("get", "/api/keys", None),
-                               ("post", "/api/accounts/members", {"email": "x@example.com"})):  # fmt: skip
+                               ("post", "/api/accounts/members", {"email": "x@example.com"}),
+                               ("patch", "/api/accounts/members/usr_x", {"role": "member"}),
+                               ("delete", "/api/accounts/members/usr_x", None)):  # fmt: skip
         response = api.request(method, path, headers=headers, json=body)
         assert response.status_code == 403, (path, response.text)
         assert "sign in" in response.json()["error"]
@@ -131,6 +134,104 @@ def test_members_and_roles(api, signed_up):
     assert refused.status_code == 403 and "owner or admin" in refused.json()["error"]
     roles = {m["email"]: m["role"] for m in owner.get("/api/accounts/members").json()}
     assert roles == {"boss@example.com": "owner", "helper@example.com": "member"}
+
+
+def _join(owner, email: str, role: str) -> str:
+    """Add the signed-up user `email` to the owner's workspace; their user id."""
+    added = owner.post("/api/accounts/members", json={"email": email, "role": role})
+    assert added.status_code == 201 and added.json()["status"] == "active", added.text
+    return added.json()["userId"]
+
+
+def _log_in_to(client, email: str, account_id: str) -> None:
+    login = client.post("/api/auth/login", json={"email": email, "password": "correct horse battery",
+                                                 "accountId": account_id})  # fmt: skip
+    assert login.status_code == 200 and login.json()["accountId"] == account_id, login.text
+
+
+def test_changing_roles_and_who_may(signed_up):
+    owner = signed_up("chief@example.com", account="Crew")
+    crew, chief = owner.get("/api/auth/me").json()["accountId"], owner.get("/api/auth/me").json()["userId"]
+    deputy, hand, outsider = (signed_up(f"{n}@example.com") for n in ("deputy", "hand", "outsider"))
+    deputy_id, hand_id = _join(owner, "deputy@example.com", "admin"), _join(owner, "hand@example.com", "member")
+
+    changed = owner.patch(f"/api/accounts/members/{deputy_id}", json={"role": "member"})
+    assert changed.status_code == 200
+    assert changed.json() == {"userId": deputy_id, "email": "deputy@example.com", "role": "member",
+                              "status": "active", "invitationId": None}  # fmt: skip
+    assert owner.patch(f"/api/accounts/members/{deputy_id}", json={"role": "admin"}).json()["role"] == "admin"
+    bad = owner.patch(f"/api/accounts/members/{hand_id}", json={"role": "boss"})
+    assert bad.status_code == 400 and "role must be one of" in bad.json()["error"]
+
+    # An admin manages members and admins, never owners, and makes none.
+    _log_in_to(deputy, "deputy@example.com", crew)
+    assert deputy.patch(f"/api/accounts/members/{hand_id}", json={"role": "admin"}).json()["role"] == "admin"
+    for method, path, body in (("patch", hand_id, {"role": "owner"}), ("patch", chief, {"role": "admin"}),
+                               ("delete", chief, None)):  # fmt: skip
+        refused = deputy.request(method, f"/api/accounts/members/{path}", json=body)
+        assert refused.status_code == 403 and "only an owner" in refused.json()["error"], (method, path)
+    # A member manages nobody.
+    assert owner.patch(f"/api/accounts/members/{hand_id}", json={"role": "member"}).status_code == 200
+    _log_in_to(hand, "hand@example.com", crew)
+    for method, body in (("patch", {"role": "member"}), ("delete", None)):
+        refused = hand.request(method, f"/api/accounts/members/{deputy_id}", json=body)
+        assert refused.status_code == 403 and "owner or admin" in refused.json()["error"], method
+
+    # The last owner can be neither demoted nor removed; with a second owner, either can go.
+    for method, body in (("patch", {"role": "admin"}), ("delete", None)):
+        last = owner.request(method, f"/api/accounts/members/{chief}", json=body)
+        assert last.status_code == 409 and "at least one owner" in last.json()["error"], method
+    assert owner.patch(f"/api/accounts/members/{deputy_id}", json={"role": "owner"}).json()["role"] == "owner"
+    assert deputy.get("/api/auth/me").json()["role"] == "owner"  # the login reads the role at each request
+    assert deputy.patch(f"/api/accounts/members/{chief}", json={"role": "admin"}).json()["role"] == "admin"
+    assert owner.patch(f"/api/accounts/members/{deputy_id}", json={"role": "admin"}).status_code == 403
+    assert deputy.patch(f"/api/accounts/members/{deputy_id}", json={"role": "member"}).status_code == 409
+    roles = {m["email"]: m["role"] for m in owner.get("/api/accounts/members").json()}
+    assert roles == {"chief@example.com": "admin", "deputy@example.com": "owner", "hand@example.com": "member"}
+
+    # Someone who is not a member here (another workspace's owner, or no one) is not found.
+    stranger = outsider.get("/api/auth/me").json()["userId"]
+    for user_id in (stranger, "usr_nobody"):
+        for method, body in (("patch", {"role": "member"}), ("delete", None)):
+            missing = deputy.request(method, f"/api/accounts/members/{user_id}", json=body)
+            assert missing.status_code == 404 and missing.json()["error"] == "member not found", (method, user_id)
+    assert outsider.get("/api/auth/me").json()["role"] == "owner"  # untouched in their own workspace
+
+
+def test_removing_a_member_ends_their_logins_in_that_workspace(api_app, signed_up):
+    owner = signed_up("head@example.com", account="Office")
+    office = owner.get("/api/auth/me").json()["accountId"]
+    staff = signed_up("staff@example.com")
+    home = staff.get("/api/auth/me").json()["accountId"]
+    staff_id = _join(owner, "staff@example.com", "member")
+    _log_in_to(staff, "staff@example.com", office)
+    staff_at_home = TestClient(api_app)  # the same user, signed in to their own workspace elsewhere
+    _log_in_to(staff_at_home, "staff@example.com", home)
+
+    assert owner.delete(f"/api/accounts/members/{staff_id}").status_code == 204
+    gone = staff.get("/api/auth/me")
+    assert gone.status_code == 401 and gone.json() == {"error": "not authenticated"}
+    assert staff_at_home.get("/api/auth/me").status_code == 200  # their own workspace's login goes on
+    assert [m["email"] for m in owner.get("/api/accounts/members").json()] == ["head@example.com"]
+    assert owner.delete(f"/api/accounts/members/{staff_id}").status_code == 404
+    with api_app.state.session_factory() as session:
+        rows = session.scalars(select(UserSession).where(UserSession.user_id == staff_id,
+                                                         UserSession.account_id == office)).all()  # fmt: skip
+        assert rows and all(row.revoked_at is not None for row in rows)
+    # Revoked, not only refused: added back, the old cookie still does not work.
+    _join(owner, "staff@example.com", "member")
+    assert staff.get("/api/auth/me").status_code == 401
+
+    # An admin may leave; the workspace's last owner may not.
+    temp = signed_up("temp@example.com")
+    temp_id = _join(owner, "temp@example.com", "admin")
+    _log_in_to(temp, "temp@example.com", office)
+    assert temp.delete(f"/api/accounts/members/{temp_id}").status_code == 204
+    assert temp.get("/api/auth/me").status_code == 401
+    head = owner.get("/api/auth/me").json()["userId"]
+    last = owner.delete(f"/api/accounts/members/{head}")
+    assert last.status_code == 409 and "at least one owner" in last.json()["error"]
+    staff_at_home.close()
 
 
 def test_billing_plans_are_public(api):

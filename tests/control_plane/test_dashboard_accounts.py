@@ -290,6 +290,79 @@ def test_members_invitations_and_switching_workspaces(api, browsers):
     assert refused.status_code == 404 and _me(stranger)["accountId"] != studio
 
 
+def test_roles_are_changed_and_members_removed_from_the_members_page(browsers):
+    owner = _sign_up(browsers, "chief@example.com", account="Crew")
+    crew, chief = _me(owner)["accountId"], _me(owner)["userId"]
+    helper = _sign_up(browsers, "helper@example.com")
+    helper_id = _me(helper)["userId"]
+    members = "/dashboard/settings/members"
+    assert _post(owner, members, {"email": "helper@example.com", "role": "admin"}, from_page=members).status_code == 303
+
+    # Each row has a labelled role select with a Save button, and a Remove button.
+    page = owner.get(members).text
+    for user_id in (chief, helper_id):
+        assert f'action="/dashboard/settings/members/{user_id}/role"' in page
+        assert f'action="/dashboard/settings/members/{user_id}/remove"' in page
+        assert re.search(rf'<label for="role-{user_id}">.*?<select id="role-{user_id}" name="role">', page, re.DOTALL)
+    changed = _post(owner, f"{members}/{helper_id}/role", {"role": "member"}, from_page=members)
+    assert changed.status_code == 303 and changed.headers["location"].endswith("?done=role-changed")
+    page = owner.get(changed.headers["location"]).text
+    assert 'data-email="helper@example.com" data-role="member"' in page and "role was changed" in page
+    bad = _post(owner, f"{members}/{helper_id}/role", {"role": "boss"}, from_page=members)
+    assert bad.status_code == 400 and "role must be one of" in bad.text
+
+    # A member sees no controls, and is refused all the same.
+    assert _post(helper, "/dashboard/workspaces/switch", {"account_id": crew}, from_page=members).status_code == 303
+    assert _me(helper)["accountId"] == crew
+    page = helper.get(members).text
+    assert "/role" not in page and "/remove" not in page
+    for path, data in ((f"{members}/{chief}/role", {"role": "member"}), (f"{members}/{chief}/remove", {})):
+        refused = _post(helper, path, data, from_page=members)
+        assert refused.status_code == 403 and _error_status(refused) == 403, path
+
+    # An admin manages admins and members but not the owner (no controls on the owner's row).
+    assert _post(owner, f"{members}/{helper_id}/role", {"role": "admin"}, from_page=members).status_code == 303
+    page = helper.get(members).text
+    assert f"{helper_id}/role" in page and f"{chief}/role" not in page and f"{chief}/remove" not in page
+    assert '<option value="owner"' not in page
+    for path, data in ((f"{members}/{chief}/role", {"role": "member"}), (f"{members}/{chief}/remove", {}),
+                       (f"{members}/{helper_id}/role", {"role": "owner"})):  # fmt: skip
+        refused = _post(helper, path, data, from_page=members)
+        assert refused.status_code == 403 and "only an owner" in refused.text, path
+
+    # The last owner stays; someone of another workspace is not found.
+    for path, data in ((f"{members}/{chief}/role", {"role": "admin"}), (f"{members}/{chief}/remove", {})):
+        last = _post(owner, path, data, from_page=members)
+        assert last.status_code == 409 and "at least one owner" in last.text, path
+        assert 'data-email="chief@example.com" data-role="owner"' in last.text  # the page, with its error
+    stranger = _sign_up(browsers, "stranger@example.com")
+    stranger_id = _me(stranger)["userId"]
+    for path in (f"{members}/{stranger_id}/role", f"{members}/{stranger_id}/remove"):
+        missing = _post(owner, path, {"role": "member"}, from_page=members)
+        assert missing.status_code == 404 and _error_status(missing) == 404, path
+    assert _me(stranger)["role"] == "owner"
+
+    # Removed: gone from the list, and their login in this workspace ends at once.
+    removed = _post(owner, f"{members}/{helper_id}/remove", from_page=members)
+    assert removed.status_code == 303 and removed.headers["location"].endswith("?done=member-removed")
+    assert 'data-email="helper@example.com"' not in owner.get(members).text
+    assert helper.get("/api/auth/me").status_code == 401
+    assert helper.get(members).headers["location"].startswith("/dashboard/login")
+
+
+def test_an_admin_may_leave_from_the_page(browsers):
+    owner = _sign_up(browsers, "lead2@example.com", account="Guild")
+    guild = _me(owner)["accountId"]
+    admin = _sign_up(browsers, "second@example.com")
+    members = "/dashboard/settings/members"
+    assert _post(owner, members, {"email": "second@example.com", "role": "admin"}, from_page=members).status_code == 303
+    assert _post(admin, "/dashboard/workspaces/switch", {"account_id": guild}, from_page=members).status_code == 303
+    left = _post(admin, f"{members}/{_me(admin)['userId']}/remove", from_page=members)
+    assert left.status_code == 303 and left.headers["location"] == "/dashboard/login"
+    assert 'reels_session=""' in left.headers["set-cookie"] or "Max-Age=0" in left.headers["set-cookie"]
+    assert [m["email"] for m in owner.get("/api/accounts/members").json()] == ["lead2@example.com"]
+
+
 def test_an_unknown_address_is_invited_and_joins_on_sign_up(api, browsers):
     owner = _sign_up(browsers, "founder@example.com", account="Startup")
     startup = _me(owner)["accountId"]

@@ -350,6 +350,23 @@ def test_sign_up_log_in_and_manage_keys_with_a_session(owner, api_url):
         assert gone.value.status == 401
 
 
+def test_members_roles_are_changed_and_members_removed(owner, api_url):
+    with ReelFarm(api_url, strict=True) as helper:
+        helper_id = helper.auth.signup("helper@example.com", "correct horse battery").user_id
+    added = owner.members.add("helper@example.com", role="member")
+    assert added.user_id == helper_id and added.status == "active"
+    changed = owner.members.change_role(helper_id, "admin")
+    assert isinstance(changed, m.MemberOut) and changed.role == "admin" and changed.email == "helper@example.com"
+    with pytest.raises(ReelFarmError) as last:
+        owner.members.change_role(owner.auth.me().user_id, "member")  # the workspace's last owner
+    assert last.value.status == 409
+    assert owner.members.remove(helper_id) is None
+    assert [x.email for x in owner.members.list()] == ["owner@example.com"]
+    with pytest.raises(ReelFarmError) as gone:
+        owner.members.remove(helper_id)
+    assert gone.value.status == 404
+
+
 def test_content_addressed_blobs_are_sent_once_and_batched(owner, api_url, tmp_path):
     key = owner.keys.create(name="ingest").key
     video = make_video(tmp_path / "clip.mp4")

@@ -81,9 +81,16 @@ def test_another_accounts_ids_are_missing_everywhere(stack, sample_video):
     upload_id = owner.post("/dashboard/uploads", json={"filename": "a.mp4", "size": 10, "options": {}},
                            headers={"X-CSRF-Token": owner_csrf}).json()["upload_id"]  # fmt: skip
     invitation_id = owner.post("/api/accounts/members", json={"email": "later@example.com"}).json()["invitationId"]
+    with httpx.Client(base_url=stack.base_url, timeout=60) as colleague:  # a co-member of the owner's workspace
+        assert colleague.post("/api/auth/signup", json={"email": "colleague@example.com",
+                                                        "password": "a long password"}).status_code == 201  # fmt: skip
+    joined = owner.post("/api/accounts/members", json={"email": "colleague@example.com", "role": "member"})
+    assert joined.status_code == 201 and joined.json()["status"] == "active", joined.text
+    member_id = joined.json()["userId"]
     ids = {"job_id": job, "video_id": video, "key_id": owner_key["id"], "filename": "clip_01.mp4", "sha256": sha,
            "batch_id": batch["batch_id"], "item_id": item_id, "campaign_id": campaign_id,
-           "event_id": event_id, "upload_id": upload_id, "invitation_id": invitation_id}  # fmt: skip
+           "event_id": event_id, "upload_id": upload_id, "invitation_id": invitation_id,
+           "user_id": member_id}  # fmt: skip
     campaign_ids = {**ids, "video_id": campaign_video_id}
 
     # Every route with an id in its path, walked with the intruder's key (keys: its login;
@@ -93,7 +100,8 @@ def test_another_accounts_ids_are_missing_everywhere(stack, sample_video):
     csrf = csrf_token_of(intruder)
     walked = set()
     # Bodies that pass validation, so the lookup itself answers.
-    valid_bodies = {("POST", "/api/v1/batches/{batch_id}/reject"): {"reason": "walk"}}
+    valid_bodies = {("POST", "/api/v1/batches/{batch_id}/reject"): {"reason": "walk"},
+                    ("PATCH", "/api/accounts/members/{user_id}"): {"role": "admin"}}  # fmt: skip
     capabilities = {("GET", "/api/dev/preview/{clip_id}"), ("PUT", "/api/v1/blobs/uploads/{token}"),
                     ("GET", "/api/v1/blobs/downloads/{token}")}  # signed URLs: checked below
     for method, path in sorted(routes):
@@ -127,6 +135,9 @@ def test_another_accounts_ids_are_missing_everywhere(stack, sample_video):
     # Listings hold only the intruder's own things.
     assert b.get("/api/jobs").json() == {"jobs": []}
     assert [k["id"] for k in intruder.get("/api/keys").json()] == [intruder_key["id"]]
+    # The walk changed nobody's role and removed nobody from the owner's workspace.
+    roles = {m["email"]: m["role"] for m in owner.get("/api/accounts/members").json()}
+    assert roles == {"owner@example.com": "owner", "colleague@example.com": "member"}
     # The WebSocket too.
     url = stack.base_url.replace("http://", "ws://") + f"/ws?jobId={job}"
     with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
