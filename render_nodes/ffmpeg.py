@@ -19,6 +19,19 @@ from typing import Any
 
 from reelfarm.media import FFMPEG, MediaError, dies_with_parent, parse_number
 
+# The H.264 encoders a render may use, with their settings (clips and campaign videos alike).
+ENCODERS = ("libx264", "h264_nvenc")
+# Social platforms normalise to about -14 LUFS; matching it avoids their turning us down.
+LOUDNORM = "loudnorm=I=-14:TP=-1.5:LRA=11"
+
+
+def video_encoder_args(encoder: str, x264_preset: str) -> list[str]:
+    if encoder == "h264_nvenc":
+        # -b:v 0 lifts nvenc's default bitrate cap so -cq alone sets the quality.
+        return ["-c:v", "h264_nvenc", "-preset", "p4", "-rc", "vbr", "-cq", "23", "-b:v", "0"]
+    return ["-c:v", "libx264", "-preset", x264_preset, "-crf", "23"]
+
+
 _STDERR_TAIL_LINES = 50
 _REASON_MAX_LINES = 3
 _REASON_MAX_CHARS = 500

@@ -35,7 +35,7 @@ from reelfarm.geometry import centre_crop
 from reelfarm.media import MediaError, MediaInfo, normal_rotation, probe
 from reelfarm.transcript import Word
 from render_nodes.captions import ass_filter, build_caption_track
-from render_nodes.ffmpeg import Cancelled, FfmpegPipe, run_ffmpeg
+from render_nodes.ffmpeg import ENCODERS, LOUDNORM, Cancelled, FfmpegPipe, run_ffmpeg, video_encoder_args
 from render_nodes.reframe import (
     CameraState,
     CropPath,
@@ -53,8 +53,6 @@ if TYPE_CHECKING:
     from analysis.style.apply import AppliedFilters
     from render_nodes.faces import FaceDetector
 
-ENCODERS = ("libx264", "h264_nvenc")
-
 # Share of the whole task's progress each stage ends at.
 _PROBED = 2.0
 _RENDERED = 95.0
@@ -64,8 +62,6 @@ _MIN_CLIP_SECONDS = 0.05
 # A clip this much shorter than asked means the source ended early (truncated or
 # corrupt data that ffprobe's header read could not see); decoders just stop.
 _SHORTFALL_TOLERANCE_SECONDS = 0.5
-# Social platforms normalise to about -14 LUFS; matching it avoids their turning us down.
-_LOUDNORM = "loudnorm=I=-14:TP=-1.5:LRA=11"
 # The frame buffer holds at least this much video whatever its size in MiB: a part
 # (half the buffer) needs a few face samples to plan from and to look ahead to.
 _MIN_BUFFER_SECONDS = 1.0
@@ -114,13 +110,6 @@ class RenderResult:
     crop_path: CropPath | None = None  # the crop of every output frame, as rendered
 
 
-def _video_args(req: RenderRequest) -> list[str]:
-    if req.encoder == "h264_nvenc":
-        # -b:v 0 lifts nvenc's default bitrate cap so -cq alone sets the quality.
-        return ["-c:v", "h264_nvenc", "-preset", "p4", "-rc", "vbr", "-cq", "23", "-b:v", "0"]
-    return ["-c:v", "libx264", "-preset", req.x264_preset, "-crf", "23"]
-
-
 def _finish_filters(req: RenderRequest, captions: str | None, crop_width: int, crop_height: int) -> str:
     """Scale the crop to the output size, grade it, and burn captions in; `captions` is a file
     name in ffmpeg's working directory (plain names need no filtergraph escaping)."""
@@ -145,7 +134,7 @@ def _audio_args(req: RenderRequest, source: MediaInfo, start: float, duration: f
     if not source.has_audio:
         return [], []
     inputs = ["-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", str(req.source_path.resolve())] if index else []
-    chain = req.style.audio if req.style is not None and req.style.audio else _LOUDNORM
+    chain = req.style.audio if req.style is not None and req.style.audio else LOUDNORM
     return inputs, ["-map", f"{index}:a:0", "-af", chain, "-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
 
 
@@ -288,7 +277,7 @@ class _StaticRender(_Render):
         _, audio_out = _audio_args(req, self.source, self.start, self.duration, 0)
         run_ffmpeg(
             ["-ss", f"{self.start:.3f}", "-i", str(req.source_path.resolve()), "-t", f"{self.duration:.3f}",
-             "-filter_complex", graph, "-map", "[v]", *audio_out, *_video_args(req), "-movflags", "+faststart",
+             "-filter_complex", graph, "-map", "[v]", *audio_out, *video_encoder_args(req.encoder, req.x264_preset), "-movflags", "+faststart",
              str(self.clip_path.resolve()),
              "-map", "[poster]", "-frames:v", "1", "-q:v", "3", "-update", "1", str(self.poster_path.resolve())],
             expected_duration=self.duration,
@@ -410,7 +399,7 @@ class _StreamingRender(_Render):
              # A style's frame rate changes the count: then the clip's length bounds it.
              *(["-t", f"{self.duration:.3f}"] if req.style is not None and req.style.frame_rate
                else ["-frames:v", str(self.total)]),
-             *_video_args(req), "-movflags", "+faststart",
+             *video_encoder_args(req.encoder, req.x264_preset), "-movflags", "+faststart",
              str(self.clip_path.resolve())],
             cwd=req.work_dir,
             # Cropped frames queue here while decoding goes on (up to half the buffer's

@@ -47,20 +47,18 @@ from pysubs2 import Alignment, Color, SSAEvent, SSAFile, SSAStyle
 from reelfarm.media import MediaError, dies_with_parent, probe
 from render_nodes.campaigns.types import SpokenSentence, VoiceTrack
 from render_nodes.captions import _escape, ass_filter, caption_area
-from render_nodes.ffmpeg import Cancelled, run_ffmpeg
+from render_nodes.ffmpeg import ENCODERS, LOUDNORM, Cancelled, run_ffmpeg, video_encoder_args
 
 WIDTH, HEIGHT, FPS = 1080, 1920, 30
 INTRO_SECONDS = 1.8
 END_SECONDS = 2.0
 SCENE_SECONDS = 5.0  # a screenshot's nominal time on screen
-ENCODERS = ("libx264", "h264_nvenc")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 _CROSSFADE_FRAMES = 12  # 0.4 s
 _SUPERSAMPLE = 2  # zoompan crops whole input pixels: 2x makes each step half an output pixel
 _SNAP_SECONDS = 1.0  # a scene cut moves to a sentence boundary this close
 _MIN_SCENE_SECONDS = 2.5
-_LOUDNORM = "loudnorm=I=-14:TP=-1.5:LRA=11"  # as render_nodes/pipeline.py
 _POSTER_AT = 0.7  # of the intro: the title card, fully faded in
 
 # (zoom from, zoom to, focus x from, focus y from, focus x to, focus y to): focus is where the
@@ -430,7 +428,7 @@ def _graph(segments: list[_Segment], shot_count: int, voice_input: int, voice_fr
     intro_ms = round(segments[0].frames / FPS * 1000)
     total = sum(s.frames for s in segments) / FPS
     parts.append(f"[{voice_input}:a]atrim=end={voice_frames / FPS:.6f},asetpts=N/SR/TB,aresample=48000,"
-                 f"{_LOUDNORM},aresample=48000,aformat=channel_layouts=stereo,"
+                 f"{LOUDNORM},aresample=48000,aformat=channel_layouts=stereo,"
                  f"adelay=delays={intro_ms}:all=1,apad=whole_dur={total:.6f},atrim=end={total:.6f}[a]")
     return ";".join(parts)
 
@@ -516,12 +514,6 @@ def _ass_document(*, title: str, domain: str, language: str, sentences: Sequence
 # --------------------------------------------------------------------------- compose
 
 
-def _video_args(encoder: str, x264_preset: str) -> list[str]:
-    if encoder == "h264_nvenc":
-        return ["-c:v", "h264_nvenc", "-preset", "p4", "-rc", "vbr", "-cq", "23", "-b:v", "0"]
-    return ["-c:v", "libx264", "-preset", x264_preset, "-crf", "23"]
-
-
 def compose_video(
     *,
     screenshots: list[Path],
@@ -579,7 +571,7 @@ def compose_video(
                    poster_frame=round(intro_frames * _POSTER_AT))
     args = [arg for path in unique for arg in ("-i", str(path))]
     args += ["-i", str(Path(voice.path).resolve()), "-filter_complex", graph,
-             "-map", "[v]", "-map", "[a]", *_video_args(encoder, x264_preset), "-pix_fmt", "yuv420p",
+             "-map", "[v]", "-map", "[a]", *video_encoder_args(encoder, x264_preset), "-pix_fmt", "yuv420p",
              "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-t", f"{total_frames / FPS:.6f}",
              "-movflags", "+faststart", str(video.resolve()),
              "-map", "[poster]", "-frames:v", "1", "-q:v", "3", "-update", "1", str(poster.resolve())]  # fmt: skip
