@@ -34,9 +34,8 @@ most `settle_timeout` for `load` and network idle (a hanging image must not hold
 capture), and a watchdog kills the browser when the whole capture overruns `total_timeout`
 (a script stuck in a loop blocks every DevTools call, and those have no timeout of their own).
 
-`normalise_url` and `preflight(url, policy)` (the cheap, bounded check the API runs before
-answering a POST) live on the ground floor, reelfarm/page_preflight.py, so that the API can
-import them; they are re-exported here.
+`normalise_url` and the cheap, bounded check the API runs before answering a POST live on the
+ground floor, reelfarm/page_preflight.py, so that the API can import them.
 """
 
 from __future__ import annotations
@@ -55,12 +54,12 @@ from pathlib import Path
 import httpx
 
 from reelfarm.address_guard import AddressPolicy, FetchError, FetchRefused, check_url_syntax
-from reelfarm.page_preflight import USER_AGENT, normalise_url, preflight, status_reason
+from reelfarm.page_preflight import USER_AGENT, normalise_url, status_reason
 from render_nodes.campaigns.types import PageCapture
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BrowserUnavailable", "CaptureBrowser", "CaptureFailed", "capture_page", "guess_language", "normalise_url", "preflight"]
+__all__ = ["BrowserUnavailable", "CaptureBrowser", "CaptureFailed", "capture_page", "guess_language", "normalise_url"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (

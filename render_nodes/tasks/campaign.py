@@ -22,7 +22,7 @@ from pathlib import Path
 from reelfarm.address_guard import AddressPolicy
 from reelfarm.settings import Settings
 from reelfarm.storage import Storage
-from render_nodes.tasks.common import ProgressFn, TaskFailure, media_failures
+from render_nodes.tasks.common import ProgressFn, TaskFailure, cancelled, media_failures
 
 
 # The script's spoken length: with compose's 1.8 s title card and 2 s end card the video lasts
@@ -57,7 +57,7 @@ def run_capture_task(task: dict, *, storage: Storage, work_dir: Path, on_progres
         except BrowserUnavailable as exc:  # this node's fault, not the page's: another node may have one
             raise TaskFailure(f"no browser on this node: {exc}", retryable=True) from None
         if cancel.is_set():
-            raise TaskFailure("cancelled", retryable=False)
+            raise cancelled()
         on_progress("collecting", 80.0)
         screenshots = [_stored(storage, Path(p), "image/png")["storage_key"] for p in page.section_screenshots]
         full_page = _stored(storage, Path(page.full_page_screenshot), "image/png")["storage_key"]
@@ -139,15 +139,11 @@ def run_campaign_video_task(task: dict, *, storage: Storage, work_dir: Path, on_
         # the limit, body sentences are dropped from the end of the voiced track itself.
         voice = within(voice, SPOKEN_SECONDS[1], folder / f"voice_{language}_fitted.wav")
         if cancel.is_set():
-            raise TaskFailure("cancelled", retryable=False)
+            raise cancelled()
         voiced = time.monotonic()
         on_progress("rendering", 0.0)
-        screenshots = []
-        for index, key in enumerate(spec.get("screenshot_keys") or []):
-            path = folder / f"screen_{index:02d}.png"
-            with storage.open_read(key) as source, path.open("wb") as target:
-                shutil.copyfileobj(source, target)
-            screenshots.append(path)
+        # In place on local storage; downloaded into the task's folder (removed below) from S3.
+        screenshots = [storage.fetch_to_local(key, folder) for key in spec.get("screenshot_keys") or []]
         if not screenshots:
             raise TaskFailure("the capture kept no screenshots", retryable=False)
         encoder = choose_encoder(spec.get("encoder_preference") or "auto", list(encoders or []))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from harness import speech_samples as ss
+from reelfarm.campaigns import VOICE_ENGINES
 from render_nodes.campaigns import voice
 from render_nodes.campaigns.types import VoiceTrack
 from render_nodes.speech import decode_pcm16, whisper_models
@@ -104,6 +105,8 @@ def test_the_set_up_installs_every_engine():
     assert all(len(code) == 2 for code in languages) and "py" not in languages
     assert voice.engine_for("EN") == "piper" and voice.engine_for("ja-JP") == "kokoro"
     assert voice.engine_for("en-GB") == "piper" and voice.engine_for("pt_BR") == "espeak-ng"
+    # The API accepts languages by its own static table (no engine there): each must be voiced here.
+    assert VOICE_ENGINES.items() <= languages.items()
 
 
 @pytest.mark.parametrize("language", ["en", "ja", "ko", "es"])
