@@ -92,7 +92,7 @@ def sign_up(*, session: Session, email: str, password: str, plan: str,
             account_name: str | None = None) -> tuple[User, Account]:  # fmt: skip
     """A new user who owns a new workspace, on `plan` (the default plan)."""
     email = email.strip().lower()
-    if not _EMAIL.match(email) or len(email) > 320:
+    if not is_email(email):
         raise ApiError(400, "a valid email is required")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ApiError(400, f"password must be at least {MIN_PASSWORD_LENGTH} characters")
@@ -183,7 +183,7 @@ def add_member(*, session: Session, principal: Principal, email: str, role: str)
 
 
 def _invite(*, session: Session, principal: Principal, email: str, role: str) -> Invitation:
-    if not _EMAIL.match(email) or len(email) > 320:
+    if not is_email(email):
         raise ApiError(400, "a valid email is required")
     pending = session.scalar(select(Invitation.id).where(Invitation.account_id == principal.account.id,
                                                          Invitation.email == email,
@@ -215,10 +215,9 @@ def revoke_invitation(*, session: Session, principal: Principal, invitation_id: 
     session.flush()
 
 
-def accept_invitations(*, session: Session, user: User) -> list[str]:
-    """Join `user` to every workspace that invited their address; returns those workspaces' ids.
+def accept_invitations(*, session: Session, user: User) -> None:
+    """Join `user` to every workspace that invited their address.
     Called at sign-up and at every login (so an invitation made after sign-up is taken up too)."""
-    joined = []
     invitations = session.scalars(
         select(Invitation).where(Invitation.email == user.email, Invitation.accepted_at.is_(None))
         .order_by(Invitation.created_at)
@@ -226,11 +225,9 @@ def accept_invitations(*, session: Session, user: User) -> list[str]:
     for invitation in invitations:
         if role_in(session=session, user=user, account_id=invitation.account_id) is None:
             session.add(Membership(account_id=invitation.account_id, user_id=user.id, role=invitation.role))
-            joined.append(invitation.account_id)
         invitation.accepted_at = utcnow()
     if invitations:
         session.flush()
-    return joined
 
 
 def list_members(*, session: Session, account: Account) -> list[tuple[Membership, User]]:
@@ -368,7 +365,7 @@ def make_owner(*, session: Session, account: Account, email: str, password: str 
     review its batches. A new user gets `password`, or a generated one, which is returned
     (None for an existing user, whose password is left alone)."""
     email = email.strip().lower()
-    if not _EMAIL.match(email) or len(email) > 320:
+    if not is_email(email):
         raise ApiError(400, f"{email!r} is not an email address")
     user = session.scalar(select(User).where(User.email == email))
     created = None

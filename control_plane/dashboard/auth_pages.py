@@ -28,6 +28,7 @@ from control_plane.dashboard.web import (
     redirect,
     render,
     safe_next,
+    session_principal,
 )
 from control_plane.deps import SESSION_COOKIE, PlansDep, SessionDep
 from control_plane.errors import ApiError
@@ -39,15 +40,10 @@ EmailField = Annotated[str, Form(max_length=320)]
 PasswordField = Annotated[str, Form(max_length=1000)]
 
 
-def _signed_in(request: Request, session: Session) -> accounts.Principal | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    return accounts.principal_for_session(session=session, token=token) if token else None
-
-
 @router.get("")
 def dashboard_home(request: Request, session: SessionDep):
     """The dashboard's front door: the jobs when signed in, else the login form."""
-    return redirect(HOME if _signed_in(request, session) else f"{PREFIX}/login")
+    return redirect(HOME if session_principal(request, session) else f"{PREFIX}/login")
 
 
 # ------------------------------------------------------------------ sign up
@@ -90,7 +86,7 @@ def _sign_up(session: Session, plans, email: str, password: str, account_name: s
 
 @router.get("/login")
 def login_form(request: Request, session: SessionDep, next: str = ""):
-    if _signed_in(request, session):
+    if session_principal(request, session):
         return redirect(safe_next(next))
     return render(request, "auth_login.html", email="", next=next, error=None)
 

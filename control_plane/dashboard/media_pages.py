@@ -18,6 +18,7 @@ the offset; those routes answer JSON, errors included.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import typing
 from collections.abc import Callable, Mapping
@@ -31,7 +32,6 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from control_plane.accounts import service as accounts
 from control_plane.accounts.service import Principal
 from control_plane.clips import service as clips
 from control_plane.dashboard.resumable import CHUNK_BYTES, PendingUpload, UploadSpool, parse_content_range
@@ -46,8 +46,9 @@ from control_plane.dashboard.web import (
     csrf_token,
     redirect,
     render,
+    session_principal,
 )
-from control_plane.deps import SESSION_COOKIE, SessionDep, SettingsDep, StorageDep
+from control_plane.deps import SessionDep, SettingsDep, StorageDep
 from control_plane.errors import ApiError
 from control_plane.jobs import service as jobs
 from control_plane.jobs.events import HEARTBEAT_SECONDS, job_updates
@@ -56,7 +57,6 @@ from control_plane.jobs.schemas import parse_options
 from control_plane.jobs.shapes import JobSnapshot
 from control_plane.url_imports import downloads
 from control_plane.videos import service as videos
-from reelfarm.campaigns import CAMPAIGN_API
 from reelfarm.models import Artifact, Job
 from reelfarm.options import CLIP_LENGTH_RANGES, WHISPER_LANGUAGES, ProcessOptions
 from reelfarm.settings import Settings
@@ -106,6 +106,7 @@ BOOL_FIELDS = ("autoHook", "removeAiVoice")
 FORM_MARKER = "options_form"
 
 
+@functools.cache  # from ProcessOptions' fields: the same for every request
 def option_specs() -> dict:
     """What the form renders: each option's label, range, step, default and choices."""
     numbers = {
@@ -208,11 +209,8 @@ _SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 def _poll_list(factory: Callable[[], Session], account_id: str) -> list[tuple]:
     """The one cheap query of each poll: (id, status, stage, progress, updated) of the recent jobs."""
     with factory() as session:
-        return list(session.execute(
-            select(Job.id, Job.status, Job.stage, Job.progress_percent, Job.updated_at)
-            .where(Job.account_id == account_id, Job.api != CAMPAIGN_API)
-            .order_by(Job.created_at.desc()).limit(LIST_LIMIT)
-        ).all())  # fmt: skip
+        return list(session.execute(jobs.listed_jobs(account_id, Job.id, Job.status, Job.stage, Job.progress_percent,
+                                                     Job.updated_at, limit=LIST_LIMIT)).all())  # fmt: skip
 
 
 def _load_rows(factory: Callable[[], Session], job_ids: list[str]) -> list[dict]:
@@ -318,8 +316,9 @@ async def job_stream(job_id: str, request: Request, principal: PagePrincipal):
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[CsrfChecked])
-def cancel_job(job_id: str, principal: PagePrincipal, session: SessionDep):
-    jobs.request_cancel(session=session, account=principal.account, job_id=job_id)
+def cancel_job(job_id: str, request: Request, principal: PagePrincipal, session: SessionDep):
+    job = jobs.request_cancel(session=session, account=principal.account, job_id=job_id)
+    request.app.state.job_listener(job.id)  # wakes an embedded scheduler, as the API's cancel does
     return redirect(f"{PREFIX}/jobs/{job_id}")
 
 
@@ -329,10 +328,6 @@ def cancel_job(job_id: str, principal: PagePrincipal, session: SessionDep):
 @router.get("/upload")
 def upload_page(request: Request, principal: PagePrincipal, session: SessionDep):
     return _upload_page(request, session, principal)
-
-
-def _check_pipeline(session: Session, settings: Settings) -> None:
-    require_pipeline(session, settings)  # 503 Pipeline unavailable (Retry-After) with no render node
 
 
 @router.post("/upload")
@@ -356,7 +351,7 @@ async def upload_file_form(request: Request, principal: PagePrincipal, session: 
         return parse_options(options_from_form(fields))
 
     try:
-        await run_in_threadpool(_check_pipeline, session, settings)
+        await run_in_threadpool(require_pipeline, session, settings)
         received = await videos.receive_video(request, session=session, account=principal.account, settings=settings,
                                               storage=storage, file_field="video", missing_message="choose a video file",
                                               on_field=on_field, check_fields=check_fields)  # fmt: skip
@@ -376,7 +371,7 @@ async def upload_url_form(request: Request, principal: PagePrincipal, session: S
     form = await request.form()
     try:
         options = parse_options(options_from_form(form))
-        await run_in_threadpool(_check_pipeline, session, settings)
+        await run_in_threadpool(require_pipeline, session, settings)
         job = await run_in_threadpool(downloads.submit_url, session=session, account=principal.account,
                                       url=str(form.get("url") or ""), options=options, settings=settings,
                                       plans=request.app.state.plans)  # fmt: skip
@@ -412,8 +407,7 @@ uploads = APIRouter(include_in_schema=False, route_class=JsonErrorRoute)  # unde
 
 def api_principal(request: Request, session: SessionDep) -> Principal:
     """The signed-in browser (a 401, not a redirect to the login page: a script asks)."""
-    token = request.cookies.get(SESSION_COOKIE)
-    principal = accounts.principal_for_session(session=session, token=token) if token else None
+    principal = session_principal(request, session)
     if principal is None:
         raise ApiError(401, "signed out: sign in again, then resume the upload")
     return principal
@@ -450,7 +444,7 @@ async def create_upload(request: Request, principal: ScriptPrincipal, session: S
         raise ApiError(413, f"upload too large (limit {settings.max_upload_bytes} bytes)")
     if not isinstance(filename, str) or not filename.strip():
         raise ApiError(400, "filename: required")
-    await run_in_threadpool(_check_pipeline, session, settings)
+    await run_in_threadpool(require_pipeline, session, settings)
     spool = _spool(settings)
     await run_in_threadpool(spool.remove_stale)
     upload = await run_in_threadpool(spool.create, account_id=principal.account.id, filename=filename.strip(),
@@ -538,7 +532,7 @@ async def _append(request: Request, handle, length: int) -> None:
 def _finish(request: Request, spool: UploadSpool, upload: PendingUpload, principal: Principal, session: Session,
             settings: Settings, storage) -> Job:  # fmt: skip
     """Every byte is in: store it as a video and make its job, as POST /api/upload does."""
-    _check_pipeline(session, settings)
+    require_pipeline(session, settings)  # 503 (Retry-After) while no render node is registered
     options = parse_options(upload.options)
     writer = storage.open_writer(max_bytes=settings.max_upload_bytes)
     try:

@@ -5,7 +5,7 @@ options, all checked first), then PUTs chunks in order; each one is appended to 
 file under the work dir. Asking where the upload stands (HEAD/GET) answers the bytes
 received so far, so a failed chunk or a reloaded page goes on from there. When the last
 byte is in, the spool is stored as a video and its job made by the same services as
-POST /api/upload (media_pages.finish_upload).
+POST /api/upload (media_pages._finish).
 
 Each upload is two files under `<work_dir>/dashboard-uploads/`: `<id>.part` (the bytes) and
 `<id>.json` (a sidecar: its account, name, size, options, and its job once made). No table:

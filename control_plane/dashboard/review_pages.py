@@ -90,7 +90,6 @@ async def _review(request: Request, batch_id: str, target: str, principal: Princ
         if not htmx or exc.status_code == 404:
             raise
         error = exc.message  # shown in the row htmx swaps in (htmx swaps no 4xx answer)
-        batch = batches.get_batch(session=session, account=principal.account, batch_id=batch_id)
     if not htmx:
         return redirect(back or f"{PREFIX}/batches")
     view = _batch_views(request, session, principal, settings, storage, [batch])[0]

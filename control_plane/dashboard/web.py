@@ -90,11 +90,16 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-def signed_in(request: Request, session: SessionDep) -> Principal:
-    """The browser's login (the reels_session cookie, as the API reads it); none redirects to the
-    login page. API keys are not accepted on pages."""
+def session_principal(request: Request, session: Session) -> Principal | None:
+    """The browser's login (the reels_session cookie, as the API reads it), if any. API keys are
+    not accepted on pages."""
     token = request.cookies.get(SESSION_COOKIE)
-    principal = accounts.principal_for_session(session=session, token=token) if token else None
+    return accounts.principal_for_session(session=session, token=token) if token else None
+
+
+def signed_in(request: Request, session: SessionDep) -> Principal:
+    """The browser's login; none redirects to the login page."""
+    principal = session_principal(request, session)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target)

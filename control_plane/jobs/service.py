@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from control_plane.accounts.service import owned
@@ -84,15 +84,16 @@ def request_cancel(*, session: Session, account: Account, job_id: str) -> Job:
     return job
 
 
+def listed_jobs(account_id: str, *columns, limit: int = 100) -> Select:
+    """The query of an account's listing: its video jobs, newest first (a campaign's job is listed
+    as its campaign, under /api/v1/campaigns); whole rows, or just `columns`."""
+    return (select(*columns) if columns else select(Job)).where(
+        Job.account_id == account_id, Job.api != CAMPAIGN_API
+    ).order_by(Job.created_at.desc()).limit(limit)
+
+
 def list_jobs(*, session: Session, account: Account, limit: int = 100) -> list[Job]:
-    """The account's video jobs, newest first (a campaign's job is listed as its campaign, under
-    /api/v1/campaigns)."""
-    return list(
-        session.scalars(
-            select(Job).where(Job.account_id == account.id, Job.api != CAMPAIGN_API)
-            .order_by(Job.created_at.desc()).limit(limit)
-        )
-    )
+    return list(session.scalars(listed_jobs(account.id, limit=limit)))
 
 
 def job_view(*, session: Session, job: Job, with_tasks: bool = True) -> dict:
