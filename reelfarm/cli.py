@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -13,8 +12,7 @@ import click
 from pydantic import ValidationError
 
 from reelfarm import cli_remote
-from reelfarm.cli_options import CLI_DEFAULTS, option_flags
-from reelfarm.options import ProcessOptions
+from reelfarm.cli_options import CLI_DEFAULTS, option_flags, validated_options
 from reelfarm.settings import load_settings
 from reelfarm.stop_signals import StopSignals
 
@@ -395,12 +393,7 @@ def render(input_path: Path, out_dir: Path, output_height, encoder, x264_preset,
            verbose: bool, data_dir: Path | None, **options) -> None:
     """Render INPUT through the embedded stack (same API, same scheduler) into --out."""
     _quiet_unless(verbose)
-    if options.get("transcript") is not None:
-        options["transcript"] = json.loads(options["transcript"].read_text())
-    try:
-        options = ProcessOptions.model_validate(options).model_dump(exclude_none=True)
-    except ValidationError as exc:
-        raise click.BadParameter(str(exc)) from None
+    options = validated_options(options)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="reelfarm-render-") as tmp:
         # No scheduler /metrics server: nobody scrapes a one-shot render, and its stop waits out a 0.5 s poll.

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from reelfarm.cli_config import ConfigError, Remote, config_path, read_config, remove_config, write_config
+from reelfarm.cli_config import URL_ENV, ConfigError, Remote, config_path, read_config, remove_config, write_config
 from reelfarm.cli_options import option_flags, pop_options, validated_options
 
 
@@ -452,9 +452,10 @@ def clips(job_id: str, download_dir: Path | None, as_json: bool, progress: bool 
     """The clips of a completed JOB (its manifest); --download fetches their files."""
     rf = client_for(url, api_key)
     try:
-        manifest = rf.clips.manifest(job_id)
-        if download_dir is not None:
-            _download(rf, job_id, download_dir, manifest, _show_progress(progress))
+        if download_dir is None:
+            manifest = rf.clips.manifest(job_id)
+        else:  # the download reads the manifest itself: no second request for it
+            manifest = _download(rf, job_id, download_dir, _show_progress(progress))
     finally:
         _close(rf)
     found = field(manifest, "clips", default=[]) or []
@@ -473,22 +474,19 @@ def clips(job_id: str, download_dir: Path | None, as_json: bool, progress: bool 
         click.echo(f"downloaded to {download_dir}", err=True)
 
 
-def _download(rf, job_id: str, out_dir: Path, manifest, show: bool) -> None:
+def _download(rf, job_id: str, out_dir: Path, show: bool):
+    """Every clip file into `out_dir`, SHA-256 checked; returns the manifest."""
     if not show:
-        rf.clips.download(job_id, out_dir)
-        return
-    files = [f for clip in field(manifest, "clips", default=[]) or [] for f in field(clip, "files", default=[]) or []]
-    total = sum(int(field(f, "size_bytes", "sizeBytes", "size", default=0)) for f in files) or None
+        return rf.clips.download(job_id, out_dir)
     with _progress() as bar:
-        task = bar.add_task(f"download {len(files)} file(s)", total=total)
+        task = bar.add_task("download clips", total=None)
 
-        def moved(*args) -> None:
-            # on_progress(done_bytes, total_bytes), as the uploads' callback
-            if args and isinstance(args[0], int | float):
-                bar.update(task, completed=args[0], total=(args[1] if len(args) > 1 and args[1] else total))
+        def moved(done: int, total: int) -> None:  # on_progress(done_bytes, total_bytes), over all the files
+            bar.update(task, completed=done, total=total)
 
-        rf.clips.download(job_id, out_dir, on_progress=moved)
-        bar.update(task, completed=total or 1, total=total or 1)
+        manifest = rf.clips.download(job_id, out_dir, on_progress=moved)
+        bar.update(task, completed=bar.tasks[0].total or 1, total=bar.tasks[0].total or 1)
+    return manifest
 
 
 # --- keys (a login session's) ---------------------------------------------------------------------
@@ -664,7 +662,7 @@ def login(url: str | None, api_key: str | None, email: str | None, password_stdi
     is what `reelfarm keys` needs); with --api-key it checks the key and saves it."""
     from reelfarm.client import ReelFarm
 
-    url = (url or os.environ.get("REELFARM_URL") or "http://127.0.0.1:8000").rstrip("/")
+    url = (url or os.environ.get(URL_ENV) or "http://127.0.0.1:8000").rstrip("/")
     if api_key and email:
         raise click.UsageError("give --api-key or --email, not both")
     if not api_key and not email:

@@ -45,7 +45,7 @@ class AsyncReelFarm(ClientBase):
     def __init__(self, base_url: str, api_key: str | None = None, *, session_token: str | None = None,
                  timeout: float = 60.0, max_retries: int = 4, backoff: float = 0.5, user_agent: str | None = None,
                  strict: bool = False, transport: httpx.AsyncBaseTransport | None = None) -> None:  # fmt: skip
-        options = self._configure(base_url, api_key, session_token, timeout, max_retries, backoff, user_agent)
+        options = self._configure(base_url, api_key, timeout, max_retries, backoff, user_agent)
         self.strict = strict
         self.http = httpx.AsyncClient(transport=transport, **options)
         self.session_token = session_token

@@ -31,7 +31,7 @@ def default_user_agent() -> str:
 class ClientBase(resources.Groups):
     http: httpx.Client | httpx.AsyncClient
 
-    def _configure(self, base_url: str, api_key: str | None, session_token: str | None, timeout: float,
+    def _configure(self, base_url: str, api_key: str | None, timeout: float,
                    max_retries: int, backoff: float, user_agent: str | None) -> dict[str, Any]:  # fmt: skip
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key

@@ -15,13 +15,12 @@ fields they do not know (extra="allow": a newer server does not break an older c
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, model_validator
 
 from reelfarm.states import JOB_MACHINE
 
-T = TypeVar("T")
 FORBID_EXTRA = "reelfarm_forbid_extra"
 
 
@@ -313,14 +312,6 @@ class UploadUrl(ApiModel):
 
 class UploadUrls(ApiModel):
     blobs: list[UploadUrl]
-
-
-class BlobVerified(ApiModel):
-    """PUT /api/v1/blobs/uploads/{token} (local storage's upload URL)."""
-
-    sha256: str
-    asset_id: str
-    status: str
 
 
 class Blob(ApiModel):

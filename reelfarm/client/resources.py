@@ -202,7 +202,8 @@ class Uploads(Group):
         """A job from a video's URL (a media file or a video page); it downloads in the background."""
         body: dict[str, Any] = {"url": url}
         if options is not None:
-            body["options"] = options if isinstance(options, (dict, str)) else json.loads(_options(options))
+            body["options"] = options if isinstance(options, (dict, str)) else options.model_dump(
+                mode="json", by_alias=True, exclude_unset=True)
         return self._run(Call("POST", "/api/upload/url", json=body, model=m.UrlUploadAccepted))
 
 
