@@ -161,6 +161,15 @@ class Settings(BaseSettings):
             value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
         return value
 
+    @field_validator("llm_base_url", "translate_url", mode="before")
+    @classmethod
+    def _blank_url_is_unset(cls, value):
+        # An empty or blank variable (REELFARM_TRANSLATE_URL= in a .env) means "not configured"
+        # for every reader alike: the API's checks and the nodes' clients.
+        if isinstance(value, str):
+            value = value.strip()
+        return value or None
+
     @field_validator("fetch_allow_networks", "trusted_proxies")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
